@@ -1,0 +1,35 @@
+"""Loading the shared, recorded npu-smi outputs (../shared/fixtures/npu-smi) for parser tests."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+FIXTURE_ROOT = Path(
+    os.environ.get("NPUFLEET_FIXTURES", Path(__file__).resolve().parents[2] / "shared" / "fixtures")
+)
+NPU_SMI = FIXTURE_ROOT / "npu-smi"
+
+
+def load(name: str) -> list[str]:
+    """The captured text of a fixture, split into its examples.
+
+    The leading ``#`` header (source notes) is dropped. Lines starting with ``###`` are the
+    collector's separators between examples; they are not npu-smi output.
+    """
+    lines = (NPU_SMI / name).read_text(encoding="utf-8").splitlines()
+    while lines and lines[0].startswith("#"):
+        lines.pop(0)
+    examples: list[list[str]] = [[]]
+    for line in lines:
+        if line.startswith("###"):
+            examples.append([])
+        else:
+            examples[-1].append(line)
+    return ["\n".join(example) + "\n" for example in examples if any(x.strip() for x in example)]
+
+
+def strip_annotations(text: str) -> str:
+    """Remove an author's trailing ``# ...`` remark that some documentation copies carry."""
+    return re.sub(r"\s+#.*$", "", text, flags=re.MULTILINE)
