@@ -1,0 +1,174 @@
+"""The ``npufleet`` command line.
+
+Exit codes: 0 success; 1 a play or lab step failed (one line on stderr says where and why);
+2 bad usage or input; 3 the environment is missing something (no Docker engine, no debootstrap).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from npufleet import __version__
+from npufleet.lab import nodes
+
+EXIT_FAILED, EXIT_USAGE, EXIT_ENVIRONMENT = 1, 2, 3
+DEFAULT_LAB = "npufleet-lab"
+
+console = Console(stderr=True)
+
+
+def _print_json(data: object) -> None:
+    print(json.dumps(data, indent=2, default=lambda o: dataclasses.asdict(o)))
+
+
+def _nodes_table(found: list[nodes.Node]) -> Table:
+    table = Table("node", "address", "status", "NPUs")
+    for node in found:
+        table.add_row(node.name, node.address or "-", node.status, str(node.npus if node.npus is not None else "-"))
+    return table
+
+
+def cmd_lab(args: argparse.Namespace) -> int:
+    inventory = Path(args.inventory) if args.inventory else None
+    if args.action == "up":
+        with console.status(f"starting {args.nodes} lab node(s) with {args.npus} x {args.chip} each"):
+            found = nodes.up(args.lab, args.nodes, args.npus, args.chip, inventory)
+        if args.json:
+            _print_json({"nodes": found, "inventory": str(inventory or nodes.default_inventory())})
+        else:
+            Console().print(_nodes_table(found))
+            console.print(f"inventory: {inventory or nodes.default_inventory()}")
+    elif args.action == "status":
+        found = nodes.status(args.lab)
+        if args.json:
+            _print_json({"nodes": found})
+        elif found:
+            Console().print(_nodes_table(found))
+        else:
+            console.print(f"lab {args.lab} has no nodes")
+    elif args.action == "down":
+        removed = nodes.down(args.lab, inventory)
+        if args.json:
+            _print_json(removed)
+        else:
+            console.print(
+                f"removed {len(removed['containers'])} container(s), {len(removed['networks'])} network(s), "
+                f"{len(removed['volumes'])} volume(s)" + (", the inventory" if removed.get("files") else "")
+            )
+    return 0
+
+
+def cmd_fault(args: argparse.Namespace) -> int:
+    message = nodes.fault(args.lab, args.node, args.kind, args.npu, args.value)
+    if args.json:
+        _print_json({"node": args.node, "fault": args.kind, "message": message})
+    else:
+        console.print(message)
+    return 0
+
+
+def _run(playbook: str, args: argparse.Namespace) -> int:
+    # Imported here so that 'npufleet lab' works without ansible-runner's start-up cost.
+    from npufleet.runner import run_playbook
+
+    inventory = Path(args.inventory) if args.inventory else nodes.default_inventory()
+    extravars = {}
+    for item in args.extra_vars or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--extra-var {item!r} is not KEY=VALUE")
+        extravars[key] = value
+
+    def show(event: dict) -> None:
+        data = event.get("event_data", {})
+        if event.get("event") == "playbook_on_task_start" and not args.json:
+            status.update(f"{playbook}: {data.get('task', '')}")
+
+    with console.status(f"{playbook}: starting") as status:
+        result = run_playbook(playbook, inventory, extravars, check=args.check, limit=args.limit,
+                              tags=args.tags, on_event=show)
+    if args.json:
+        _print_json({"playbook": playbook, "status": result.status, "rc": result.rc,
+                     "hosts": result.hosts, "artifact_dir": result.artifact_dir})
+    else:
+        table = Table("host", "ok", "changed", "failed", "unreachable", "skipped")
+        for host, res in sorted(result.hosts.items()):
+            table.add_row(host, str(res.ok), str(res.changed), str(res.failed), str(res.unreachable), str(res.skipped))
+        Console().print(table)
+    if not result.succeeded:
+        console.print(f"[red]npufleet: {result.first_failure()}[/red]", highlight=False)
+        return EXIT_FAILED
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="npufleet",
+        description="Bring up LLM training and inference on Ascend NPU servers, or on a simulated lab.",
+        epilog="Exit codes: 0 ok, 1 a step failed, 2 bad usage or input, 3 missing engine or tool.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--json", action="store_true", help="print machine-readable JSON on stdout")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what the lab does")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    lab = sub.add_parser("lab", help="simulated Ascend nodes on the local Docker engine")
+    lab.add_argument("action", choices=("up", "down", "status"))
+    lab.add_argument("--lab", default=DEFAULT_LAB, help="lab name, prefix of every object it creates")
+    lab.add_argument("--nodes", type=int, default=2, help="number of nodes (default 2)")
+    lab.add_argument("--npus", type=int, default=8, help="simulated NPUs per node (default 8)")
+    lab.add_argument("--chip", default="910B3", help="chip type npu-smi reports (default 910B3)")
+    lab.add_argument("--inventory", help="where to write the inventory (default inventories/lab/hosts.yml)")
+    lab.set_defaults(func=cmd_lab)
+
+    fault = sub.add_parser("fault", help="inject a fault into a lab node (or clear them)",
+                           description="Faults: unhealthy, busy, held, driver, npus, disk, error, clear.")
+    fault.add_argument("node", help="node name, as 'npufleet lab status' lists it")
+    fault.add_argument("kind", choices=nodes.FAULTS)
+    fault.add_argument("--npu", type=int, default=0, help="NPU id for unhealthy, busy and held (default 0)")
+    fault.add_argument("--value", help="health word, driver version, NPU count, MiB of disk, or error text")
+    fault.add_argument("--lab", default=DEFAULT_LAB)
+    fault.set_defaults(func=cmd_fault)
+
+    for name, playbook, text in (("up", "site.yml", "run the whole site play (preflight, then later stages)"),
+                                 ("check", "preflight.yml", "run the preflight checks only")):
+        run = sub.add_parser(name, help=text)
+        run.add_argument("-i", "--inventory", help="inventory (default: the lab's inventories/lab/hosts.yml)")
+        run.add_argument("-l", "--limit", help="only these hosts (Ansible pattern)")
+        run.add_argument("-t", "--tags", help="only tasks with these tags")
+        run.add_argument("-e", "--extra-var", dest="extra_vars", action="append", metavar="KEY=VALUE")
+        run.add_argument("--check", action="store_true", help="Ansible check mode: report, change nothing")
+        run.set_defaults(func=lambda args, playbook=playbook: _run(playbook, args))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    try:
+        return args.func(args)
+    except nodes.LabError as error:
+        console.print(f"npufleet: {error}", highlight=False)
+        return EXIT_ENVIRONMENT if "Docker engine" in str(error) else EXIT_FAILED
+    except (ValueError, FileNotFoundError) as error:
+        console.print(f"npufleet: {error}", highlight=False)
+        return EXIT_USAGE
+    except RuntimeError as error:
+        console.print(f"npufleet: {error}", highlight=False)
+        return EXIT_ENVIRONMENT
+    except KeyboardInterrupt:
+        console.print("npufleet: interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,127 @@
+"""The lab node image: a debootstrap Debian rootfs imported with no registry, cached by recipe hash."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import docker
+import docker.errors
+
+log = logging.getLogger(__name__)
+
+IMAGE_REPOSITORY = "npufleet-lab-node"
+FILES = resources.files("npufleet.lab") / "files"
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Everything that decides the image's content; its hash is the image tag."""
+
+    suite: str = "bookworm"
+    mirror: str = os.environ.get("NPUFLEET_DEBIAN_MIRROR", "http://deb.debian.org/debian")
+    packages: tuple[str, ...] = (
+        "systemd", "systemd-sysv", "dbus", "python3", "python3-apt", "iproute2", "procps",
+        "iptables", "kmod", "ca-certificates", "sudo", "docker.io", "busybox-static",
+    )
+    files: tuple[str, ...] = ("npu_sim.py", "npufleet-npu-sim.service", "npufleet-procsys-rw.service")
+    revision: int = 1
+    extra: dict = field(default_factory=dict)
+
+    def digest(self) -> str:
+        content = hashlib.sha256()
+        # The mirror changes where packages come from, not what the image is.
+        content.update(json.dumps([self.suite, self.packages, self.revision, self.extra]).encode())
+        for name in self.files:
+            content.update(name.encode())
+            content.update((FILES / name).read_bytes())
+        return content.hexdigest()[:16]
+
+    @property
+    def tag(self) -> str:
+        return f"{IMAGE_REPOSITORY}:{self.digest()}"
+
+
+def image_exists(client: docker.DockerClient, tag: str) -> bool:
+    try:
+        client.images.get(tag)
+    except docker.errors.ImageNotFound:
+        return False
+    return True
+
+
+def _install_files(rootfs: Path) -> None:
+    lib = rootfs / "usr/local/lib/npufleet-lab"
+    lib.mkdir(parents=True, exist_ok=True)
+    emulator = lib / "npu_sim.py"
+    emulator.write_bytes((FILES / "npu_sim.py").read_bytes())
+    emulator.chmod(0o755)
+    for bindir in ("usr/local/sbin", "usr/local/bin"):
+        link = rootfs / bindir / "npu-smi"
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.unlink(missing_ok=True)
+        link.symlink_to("/usr/local/lib/npufleet-lab/npu_sim.py")
+    units = rootfs / "etc/systemd/system"
+    for unit, target in (("npufleet-npu-sim.service", "multi-user.target"),
+                         ("npufleet-procsys-rw.service", "sysinit.target")):
+        (units / unit).write_bytes((FILES / unit).read_bytes())
+        wants = units / f"{target}.wants"
+        wants.mkdir(parents=True, exist_ok=True)
+        (wants / unit).unlink(missing_ok=True)
+        (wants / unit).symlink_to(f"/etc/systemd/system/{unit}")
+    # Units that have nothing to do in a container and only slow boot or fail.
+    for unit in ("getty@tty1.service", "systemd-logind.service", "console-getty.service"):
+        masked = units / unit
+        masked.unlink(missing_ok=True)
+        masked.symlink_to("/dev/null")
+    (rootfs / "var/lib/npufleet-lab").mkdir(parents=True, exist_ok=True)
+    (rootfs / "home/ma-user").mkdir(parents=True, exist_ok=True)
+    for cache in ("var/cache/apt/archives", "var/lib/apt/lists"):
+        for item in (rootfs / cache).glob("*.deb" if cache.endswith("archives") else "*_*"):
+            item.unlink()
+
+
+def build(client: docker.DockerClient, recipe: Recipe | None = None, force: bool = False) -> tuple[str, bool]:
+    """Return the image tag for ``recipe``, building it only when no image with that hash exists.
+
+    The second value says whether a build happened.
+    """
+    recipe = recipe or Recipe()
+    tag = recipe.tag
+    if not force and image_exists(client, tag):
+        log.info("node image %s is cached", tag)
+        return tag, False
+    if shutil.which("debootstrap") is None:
+        raise RuntimeError("debootstrap is not installed: run 'apt-get install debootstrap' (or 'make setup')")
+    workdir = Path(tempfile.mkdtemp(prefix="npufleet-rootfs-", dir=os.environ.get("NPUFLEET_BUILD_DIR", "/var/tmp")))
+    rootfs = workdir / "rootfs"
+    try:
+        log.info("building node image %s with debootstrap (about a minute)", tag)
+        subprocess.run(
+            ["debootstrap", "--variant=minbase", f"--include={','.join(recipe.packages)}",
+             recipe.suite, str(rootfs), recipe.mirror],
+            check=True, capture_output=True, text=True,
+        )
+        _install_files(rootfs)
+        archive = workdir / "rootfs.tar"
+        subprocess.run(["tar", "-C", str(rootfs), "--numeric-owner", "-cf", str(archive), "."], check=True)
+        repository, _, version = tag.partition(":")
+        client.api.import_image_from_file(
+            str(archive), repository=repository, tag=version,
+            changes=['CMD ["/sbin/init"]', "ENV container=docker",
+                     f"LABEL npufleet.recipe={recipe.digest()}"],
+        )
+    except subprocess.CalledProcessError as error:
+        tail = (error.stderr or error.stdout or "")[-2000:]
+        raise RuntimeError(f"building the node image failed: {' '.join(error.cmd[:3])}...\n{tail}") from error
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return tag, True

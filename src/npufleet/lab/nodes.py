@@ -1,0 +1,327 @@
+"""Simulated Ascend nodes on the local Docker engine: systemd containers with Docker inside.
+
+Everything the lab creates carries the label ``npufleet.lab=<lab name>``, and ``down`` removes
+exactly what carries it (plus the inventory file it wrote), nothing else.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import tarfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import docker
+import docker.errors
+import yaml
+
+from npufleet.lab import image, npu_state
+
+log = logging.getLogger(__name__)
+
+LABEL = "npufleet.lab"
+STATE_PATH = "/var/lib/npufleet-lab/state.json"
+WORK_DIR = "/home/ma-user/ws"
+HOLDER_IMAGE = "npufleet-lab/device-holder:1"
+BOOT_TIMEOUT_S = 90
+
+
+class LabError(RuntimeError):
+    """Something the user can fix: the message says what."""
+
+
+@dataclass
+class Node:
+    name: str
+    address: str | None
+    status: str
+    npus: int | None = None
+
+
+def _client() -> docker.DockerClient:
+    try:
+        client = docker.from_env()
+        client.ping()
+    except docker.errors.DockerException as error:
+        raise LabError(
+            "no Docker engine answers: start one (make setup starts dockerd on Debian/Ubuntu) "
+            f"and retry ({error})"
+        ) from error
+    return client
+
+
+def node_name(lab: str, index: int) -> str:
+    return f"{lab}-node{index}"
+
+
+def _containers(client: docker.DockerClient, lab: str) -> list:
+    found = client.containers.list(all=True, filters={"label": f"{LABEL}={lab}"})
+    return sorted(found, key=lambda c: c.name)
+
+
+def _exec(container, cmd: list[str], check: bool = True) -> tuple[int, str]:
+    result = container.exec_run(cmd, environment={"LC_ALL": "C"})
+    output = result.output.decode(errors="replace")
+    if check and result.exit_code != 0:
+        raise LabError(f"{container.name}: {' '.join(cmd)} failed ({result.exit_code}): {output.strip()}")
+    return result.exit_code, output
+
+
+def _put_file(container, path: str, content: bytes, mode: int = 0o644) -> None:
+    folder, _, name = path.rpartition("/")
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        info = tarfile.TarInfo(name)
+        info.size = len(content)
+        info.mode = mode
+        info.mtime = int(time.time())
+        archive.addfile(info, io.BytesIO(content))
+    container.put_archive(folder or "/", buffer.getvalue())
+
+
+def read_state(container) -> dict:
+    _, output = _exec(container, ["cat", STATE_PATH])
+    return json.loads(output)
+
+
+def write_state(container, state: dict) -> None:
+    _put_file(container, STATE_PATH, json.dumps(state, indent=2).encode())
+    _exec(container, ["/usr/local/lib/npufleet-lab/npu_sim.py", "--sync"])
+
+
+def _wait_booted(container) -> None:
+    deadline = time.monotonic() + BOOT_TIMEOUT_S
+    state = ""
+    while time.monotonic() < deadline:
+        code, output = _exec(container, ["systemctl", "is-system-running"], check=False)
+        state = output.strip()
+        if state in ("running", "degraded"):
+            return
+        time.sleep(0.5)
+    raise LabError(f"{container.name}: systemd did not finish booting in {BOOT_TIMEOUT_S}s (state {state!r})")
+
+
+def _wait_docker(container) -> None:
+    deadline = time.monotonic() + BOOT_TIMEOUT_S
+    while time.monotonic() < deadline:
+        code, _ = _exec(container, ["docker", "info", "--format", "{{.ServerVersion}}"], check=False)
+        if code == 0:
+            return
+        time.sleep(0.5)
+    raise LabError(f"{container.name}: the Docker engine inside the node did not answer in {BOOT_TIMEOUT_S}s")
+
+
+def _address(container, network: str) -> str | None:
+    container.reload()
+    return container.attrs["NetworkSettings"]["Networks"].get(network, {}).get("IPAddress") or None
+
+
+def up(lab: str = "npufleet-lab", nodes: int = 2, npus: int = 8, chip: str = "910B3",
+       inventory: Path | None = None) -> list[Node]:
+    """Start (or complete) a lab of ``nodes`` nodes; nodes that already run are left alone."""
+    if not 1 <= nodes <= 16:
+        raise LabError(f"--nodes must be between 1 and 16, got {nodes}")
+    state = npu_state.initial_state(chip, npus)  # validates chip and npus before anything starts
+    client = _client()
+    tag, _ = image.build(client)
+    labels = {LABEL: lab}
+    networks = client.networks.list(names=[lab], filters={"label": f"{LABEL}={lab}"})
+    network = networks[0] if networks else client.networks.create(lab, driver="bridge", labels=labels)
+
+    started = []
+    for index in range(1, nodes + 1):
+        name = node_name(lab, index)
+        try:
+            container = client.containers.get(name)
+            if container.labels.get(LABEL) != lab:
+                raise LabError(f"a container named {name} exists and is not part of lab {lab}: remove or rename it")
+            if container.status != "running":
+                container.start()
+            continue
+        except docker.errors.NotFound:
+            pass
+        volume = client.volumes.create(f"{name}-docker", labels=labels)
+        container = client.containers.run(
+            tag,
+            name=name,
+            hostname=name,
+            stop_signal="SIGRTMIN+3",  # what systemd as PID 1 shuts down on
+            detach=True,
+            labels=labels | {"npufleet.lab.node": str(index)},
+            network=network.name,
+            # LAB.md: --privileged fails on these machines; ALL capabilities minus SYS_RESOURCE works.
+            cap_add=["ALL"],
+            cap_drop=["SYS_RESOURCE"],
+            security_opt=["seccomp=unconfined", "apparmor=unconfined"],
+            cgroupns="host",
+            volumes={
+                "/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "rw"},
+                volume.name: {"bind": "/var/lib/docker", "mode": "rw"},
+            },
+            tmpfs={"/run": "", "/run/lock": "", "/tmp": ""},
+        )
+        started.append(container)
+
+    for container in started:
+        _wait_booted(container)
+        write_state(container, state)
+        _exec(container, ["mkdir", "-p", WORK_DIR])
+    for container in started:
+        _wait_docker(container)
+    result = status(lab)
+    write_inventory(result, inventory or default_inventory(), lab, npus, chip)
+    return result
+
+
+def status(lab: str = "npufleet-lab") -> list[Node]:
+    client = _client()
+    result = []
+    for container in _containers(client, lab):
+        npus = None
+        if container.status == "running":
+            try:
+                npus = len(read_state(container)["npus"])
+            except (LabError, ValueError, KeyError):
+                npus = None
+        result.append(Node(container.name, _address(container, lab), container.status, npus))
+    return result
+
+
+def down(lab: str = "npufleet-lab", inventory: Path | None = None) -> dict:
+    """Remove the lab's containers, network and volumes, and the inventory it wrote."""
+    client = _client()
+    removed = {"containers": [], "networks": [], "volumes": []}
+    for container in _containers(client, lab):
+        container.remove(force=True, v=True)
+        removed["containers"].append(container.name)
+    for network in client.networks.list(filters={"label": f"{LABEL}={lab}"}):
+        network.remove()
+        removed["networks"].append(network.name)
+    for volume in client.volumes.list(filters={"label": f"{LABEL}={lab}"}):
+        volume.remove(force=True)
+        removed["volumes"].append(volume.name)
+    path = inventory or default_inventory()
+    if path.exists() and _written_by_lab(path, lab):
+        path.unlink()
+        removed["files"] = [str(path)]
+    return removed
+
+
+def project_root() -> Path:
+    """The checkout that holds ansible.cfg (searched upward from the working directory)."""
+    here = Path.cwd().resolve()
+    for folder in (here, *here.parents):
+        if (folder / "ansible.cfg").is_file() and (folder / "playbooks").is_dir():
+            return folder
+    return here
+
+
+def default_inventory() -> Path:
+    return project_root() / "inventories" / "lab" / "hosts.yml"
+
+
+_MARKER = "# Written by 'npufleet lab up'"
+
+
+def _written_by_lab(path: Path, lab: str) -> bool:
+    return path.read_text(encoding="utf-8").startswith(f"{_MARKER} for lab {lab}")
+
+
+def write_inventory(nodes: list[Node], path: Path, lab: str, npus: int, chip: str) -> None:
+    hosts = {
+        node.name: {"ansible_host": node.name, "npufleet_node_address": node.address}
+        for node in nodes
+    }
+    content = {
+        "all": {
+            "children": {"npu_nodes": {"hosts": hosts}},
+            "vars": {
+                "ansible_connection": "community.docker.docker",
+                "ansible_python_interpreter": "/usr/bin/python3",
+                "npufleet_lab": lab,
+                "preflight_npu_count": npus,
+                "preflight_chip": chip,
+                # Lab nodes share the host's disk; real nodes keep the role's defaults.
+                "preflight_docker_min_free_gib": 5,
+                "preflight_work_dir_min_free_gib": 1,
+            },
+        }
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = yaml.safe_dump(content, sort_keys=False, default_flow_style=False)
+    path.write_text(f"{_MARKER} for lab {lab}; 'npufleet lab down' removes it.\n---\n{text}", encoding="utf-8")
+
+
+def _node(client: docker.DockerClient, lab: str, name: str):
+    try:
+        container = client.containers.get(name)
+    except docker.errors.NotFound:
+        container = None
+    if container is None or container.labels.get(LABEL) != lab:
+        known = ", ".join(c.name for c in _containers(client, lab)) or "none: run 'npufleet lab up'"
+        raise LabError(f"no lab node named {name!r} (lab nodes: {known})")
+    return container
+
+
+def _ensure_holder_image(container) -> None:
+    code, _ = _exec(container, ["docker", "image", "inspect", HOLDER_IMAGE], check=False)
+    if code == 0:
+        return
+    # A one-binary image made inside the node: no registry is needed.
+    _exec(container, ["sh", "-c",
+                      "set -e; d=$(mktemp -d); cp /bin/busybox $d/busybox; "
+                      f"tar -C $d -c . | docker import -c 'CMD [\"/busybox\",\"sleep\",\"infinity\"]' - {HOLDER_IMAGE}"
+                      " >/dev/null; rm -rf $d"])
+
+
+def fault(lab: str, name: str, kind: str, npu: int = 0, value: str | None = None) -> str:
+    """Inject a fault into one node; ``clear`` undoes every fault. Returns what was done."""
+    client = _client()
+    container = _node(client, lab, name)
+    state = read_state(container)
+    if kind == "unhealthy":
+        write_state(container, npu_state.with_health(state, npu, value or "Alarm"))
+        return f"{name}: NPU {npu} health set to {value or 'Alarm'}"
+    if kind == "busy":
+        write_state(container, npu_state.with_process(state, npu))
+        return f"{name}: a process now runs on NPU {npu}"
+    if kind == "driver":
+        if not value:
+            raise LabError("the driver fault needs a version: npufleet lab fault NODE driver --value 22.0.0")
+        write_state(container, npu_state.with_driver(state, value))
+        return f"{name}: driver version set to {value}"
+    if kind == "npus":
+        if value is None or not value.isdigit():
+            raise LabError("the npus fault needs a count: npufleet lab fault NODE npus --value 6")
+        write_state(container, npu_state.with_npu_count(state, int(value)))
+        return f"{name}: node now shows {value} NPUs"
+    if kind == "error":
+        message = value or "dcmi module initialize failed. ret is -8005"
+        write_state(container, npu_state.with_error(state, message))
+        return f"{name}: npu-smi now fails with {message!r}"
+    if kind == "held":
+        _ensure_holder_image(container)
+        holder = f"npufleet-lab-holder-davinci{npu}"
+        _exec(container, ["docker", "run", "-d", "--name", holder, "--label", f"{LABEL}={lab}",
+                          "--device", f"/dev/davinci{npu}", HOLDER_IMAGE])
+        return f"{name}: container {holder} inside the node holds /dev/davinci{npu}"
+    if kind == "disk":
+        size_mb = int(value or "64")
+        path = WORK_DIR
+        _exec(container, ["mkdir", "-p", path])
+        _exec(container, ["mount", "-t", "tmpfs", "-o", f"size={size_mb}m,mode=0755", "npufleet-lab-disk", path])
+        return f"{name}: {path} now has {size_mb} MiB of space"
+    if kind == "clear":
+        _exec(container, ["sh", "-c", f"docker ps -aq --filter label={LABEL}={lab} | xargs -r docker rm -f"
+                          " >/dev/null"], check=False)
+        _exec(container, ["sh", "-c", f"while mountpoint -q {WORK_DIR}; do umount {WORK_DIR}; done"], check=False)
+        write_state(container, npu_state.initial_state(**state["profile"]))
+        return f"{name}: all faults cleared"
+    raise LabError(f"unknown fault {kind!r}: choose one of {', '.join(FAULTS)}")
+
+
+FAULTS = ("unhealthy", "busy", "held", "driver", "npus", "disk", "error", "clear")
+

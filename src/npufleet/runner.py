@@ -1,0 +1,106 @@
+"""A thin wrapper over ansible-runner: run one of the project's playbooks, return per-host results."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import ansible_runner
+
+from npufleet.lab.nodes import project_root
+
+
+@dataclass
+class HostResult:
+    ok: int = 0
+    changed: int = 0
+    failed: int = 0
+    unreachable: int = 0
+    skipped: int = 0
+    failures: list[dict] = field(default_factory=list)
+
+
+@dataclass
+class RunResult:
+    status: str
+    rc: int
+    hosts: dict[str, HostResult]
+    artifact_dir: str
+
+    @property
+    def succeeded(self) -> bool:
+        return self.rc == 0 and self.status == "successful"
+
+    def first_failure(self) -> str:
+        for host, result in sorted(self.hosts.items()):
+            for failure in result.failures:
+                return f"{host}: {failure['task']}: {failure['msg']}"
+        return f"ansible-playbook ended {self.status} (rc {self.rc}); see {self.artifact_dir}"
+
+
+def _failure(event: dict) -> tuple[str, dict]:
+    data = event.get("event_data", {})
+    res = data.get("res", {}) or {}
+    msg = res.get("msg") or res.get("stderr") or res.get("reason") or "failed"
+    if isinstance(msg, list):
+        msg = "; ".join(str(item) for item in msg)
+    return data.get("host", "?"), {"task": data.get("task", "?"), "msg": str(msg).strip()}
+
+
+def run_playbook(
+    playbook: str,
+    inventory: Path,
+    extravars: dict | None = None,
+    check: bool = False,
+    limit: str | None = None,
+    tags: str | None = None,
+    on_event: Callable[[dict], None] | None = None,
+    data_dir: Path | None = None,
+) -> RunResult:
+    """Run ``playbooks/<playbook>`` on ``inventory`` and collect what each host did."""
+    root = project_root()
+    playbook_path = root / "playbooks" / playbook
+    if not playbook_path.is_file():
+        raise FileNotFoundError(f"no playbook {playbook_path}: run npufleet from the project checkout")
+    if not inventory.exists():
+        raise FileNotFoundError(f"inventory {inventory} does not exist: run 'npufleet lab up' or pass --inventory")
+    private = data_dir or Path(tempfile.mkdtemp(prefix="npufleet-run-"))
+    hosts: dict[str, HostResult] = {}
+
+    def handle(event: dict) -> bool:
+        if event.get("event") in ("runner_on_failed", "runner_on_unreachable"):
+            data = event.get("event_data", {})
+            if not data.get("ignore_errors"):
+                host, failure = _failure(event)
+                hosts.setdefault(host, HostResult()).failures.append(failure)
+        if on_event:
+            on_event(event)
+        return True
+
+    cmdline = []
+    if check:
+        cmdline.append("--check")
+    runner = ansible_runner.run(
+        private_data_dir=str(private),
+        project_dir=str(root),
+        playbook=str(playbook_path),
+        inventory=str(inventory.resolve()),
+        extravars=extravars or {},
+        limit=limit,
+        tags=tags,
+        cmdline=" ".join(cmdline) or None,
+        envvars={"ANSIBLE_CONFIG": str(root / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"},
+        event_handler=handle,
+        quiet=True,
+        suppress_env_files=True,
+        timeout=int(os.environ.get("NPUFLEET_RUN_TIMEOUT", "3600")),
+    )
+    stats = runner.stats or {}
+    for key, attribute in (("ok", "ok"), ("changed", "changed"), ("failures", "failed"),
+                           ("dark", "unreachable"), ("skipped", "skipped")):
+        for host, count in (stats.get(key) or {}).items():
+            setattr(hosts.setdefault(host, HostResult()), attribute, count)
+    return RunResult(runner.status, runner.rc, hosts, str(Path(runner.config.artifact_dir)))
