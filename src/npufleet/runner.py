@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ class RunResult:
     rc: int
     hosts: dict[str, HostResult]
     artifact_dir: str
+    output_tail: str = ""
 
     @property
     def succeeded(self) -> bool:
@@ -38,7 +40,8 @@ class RunResult:
         for host, result in sorted(self.hosts.items()):
             for failure in result.failures:
                 return f"{host}: {failure['task']}: {failure['msg']}"
-        return f"ansible-playbook ended {self.status} (rc {self.rc}); see {self.artifact_dir}"
+        detail = f": {self.output_tail.splitlines()[-1]}" if self.output_tail else ""
+        return f"ansible-playbook ended {self.status} (rc {self.rc}){detail}; see {self.artifact_dir}"
 
 
 def _failure(event: dict) -> tuple[str, dict]:
@@ -46,7 +49,9 @@ def _failure(event: dict) -> tuple[str, dict]:
     res = data.get("res", {}) or {}
     msg = res.get("msg") or res.get("stderr") or res.get("reason") or "failed"
     if isinstance(msg, list):
-        msg = "; ".join(str(item) for item in msg)
+        # A list message reads 'headline:', then one problem per item.
+        head, *rest = [str(item) for item in msg] or [""]
+        msg = f"{head} {'; '.join(rest)}" if head.endswith(":") else "; ".join([head, *rest])
     return data.get("host", "?"), {"task": data.get("task", "?"), "msg": str(msg).strip()}
 
 
@@ -92,7 +97,12 @@ def run_playbook(
         limit=limit,
         tags=tags,
         cmdline=" ".join(cmdline) or None,
-        envvars={"ANSIBLE_CONFIG": str(root / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"},
+        envvars={
+            "ANSIBLE_CONFIG": str(root / "ansible.cfg"),
+            "ANSIBLE_NOCOLOR": "1",
+            # ansible-playbook lives beside this interpreter (the project's virtualenv).
+            "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+        },
         event_handler=handle,
         quiet=True,
         suppress_env_files=True,
@@ -103,4 +113,9 @@ def run_playbook(
                            ("dark", "unreachable"), ("skipped", "skipped")):
         for host, count in (stats.get(key) or {}).items():
             setattr(hosts.setdefault(host, HostResult()), attribute, count)
-    return RunResult(runner.status, runner.rc, hosts, str(Path(runner.config.artifact_dir)))
+    tail = ""
+    if runner.rc != 0:
+        stdout = Path(runner.config.artifact_dir) / "stdout"
+        lines = stdout.read_text(encoding="utf-8", errors="replace").strip().splitlines() if stdout.exists() else []
+        tail = "\n".join(lines[-5:])
+    return RunResult(runner.status, runner.rc, hosts, str(Path(runner.config.artifact_dir)), tail)

@@ -123,7 +123,7 @@ def up(lab: str = "npufleet-lab", nodes: int = 2, npus: int = 8, chip: str = "91
        inventory: Path | None = None) -> list[Node]:
     """Start (or complete) a lab of ``nodes`` nodes; nodes that already run are left alone."""
     if not 1 <= nodes <= 16:
-        raise LabError(f"--nodes must be between 1 and 16, got {nodes}")
+        raise ValueError(f"--nodes must be between 1 and 16, got {nodes}")
     state = npu_state.initial_state(chip, npus)  # validates chip and npus before anything starts
     client = _client()
     tag, _ = image.build(client)
