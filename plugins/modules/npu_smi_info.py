@@ -116,13 +116,20 @@ unhealthy:
   elements: int
   sample: [3]
 board:
-  description: C(npu-smi info -t board) per NPU id, when O(board=true).
+  description: C(npu-smi info -t board) of each NPU, in the order of RV(npus), when O(board=true).
   returned: when board is true
-  type: dict
+  type: list
+  elements: dict
+  sample:
+    - npu_id: 0
+      software_version: "23.0.6"
+      firmware_version: "7.1.0.11.220"
+      pcie_bus_info: "0000:C1:00.0"
 usages:
-  description: C(npu-smi info -t usages) per NPU id, when O(usages=true).
+  description: C(npu-smi info -t usages) of each NPU, in the order of RV(npus), when O(usages=true).
   returned: when usages is true
-  type: dict
+  type: list
+  elements: dict
 mapping:
   description: C(npu-smi info -m) rows, when O(mapping=true).
   returned: when mapping is true
@@ -203,13 +210,11 @@ def main() -> None:
         "warnings_from_npu_smi": info["warnings"],
     }
     if module.params["board"]:
-        result["board"] = {npu["id"]: npu_smi.parsed(parse_board, "-t", "board", "-i", str(npu["id"]))
-                           for npu in info["npus"]}
-        first = next(iter(result["board"].values()), {})
+        result["board"] = [npu_smi.parsed(parse_board, "-t", "board", "-i", str(npu["id"])) for npu in info["npus"]]
+        first = result["board"][0] if result["board"] else {}
         result["driver_version"] = first.get("software_version") or result["driver_version"]
     if module.params["usages"]:
-        result["usages"] = {npu["id"]: npu_smi.parsed(parse_usages, "-t", "usages", "-i", str(npu["id"]))
-                            for npu in info["npus"]}
+        result["usages"] = [npu_smi.parsed(parse_usages, "-t", "usages", "-i", str(npu["id"])) for npu in info["npus"]]
     if module.params["mapping"]:
         result["mapping"] = npu_smi.parsed(parse_mapping, "-m")
     module.exit_json(**result)

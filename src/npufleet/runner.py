@@ -65,9 +65,10 @@ def run_playbook(
     on_event: Callable[[dict], None] | None = None,
     data_dir: Path | None = None,
 ) -> RunResult:
-    """Run ``playbooks/<playbook>`` on ``inventory`` and collect what each host did."""
+    """Run ``playbooks/<playbook>`` (or a playbook at an absolute path) on ``inventory``, and collect
+    what each host did."""
     root = project_root()
-    playbook_path = root / "playbooks" / playbook
+    playbook_path = Path(playbook) if Path(playbook).is_absolute() else root / "playbooks" / playbook
     if not playbook_path.is_file():
         raise FileNotFoundError(f"no playbook {playbook_path}: run npufleet from the project checkout")
     if not inventory.exists():

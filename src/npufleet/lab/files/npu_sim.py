@@ -238,6 +238,7 @@ def sync() -> int:
     dcmi = ROOT / "usr/local/dcmi"
     dcmi.mkdir(parents=True, exist_ok=True)
     (dcmi / "dcmi_interface_api.h").write_text("/* simulated by npufleet lab */\n", encoding="utf-8")
+    (ROOT / "etc").mkdir(parents=True, exist_ok=True)
     (ROOT / "etc/ascend_install.info").write_text(
         "UserName=HwHiAiUser\nUserGroup=HwHiAiUser\n"
         "Driver_Install_Type=full\nDriver_Install_Path_Param=/usr/local/Ascend\n"

@@ -1,0 +1,131 @@
+"""The lab, the npu_smi_info module and the preflight role, run for real on simulated nodes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import docker
+import pytest
+
+from npufleet.lab import image, nodes
+from npufleet.runner import run_playbook
+from tests.lab.conftest import LAB, run_cli
+
+pytestmark = pytest.mark.lab
+PLAYBOOKS = Path(__file__).resolve().parents[1] / "playbooks"
+NODE = f"{LAB}-node2"
+
+
+def test_nodes_are_up_with_their_own_addresses(lab_inventory):
+    found = nodes.status(LAB)
+    assert [node.name for node in found] == [f"{LAB}-node1", f"{LAB}-node2"]
+    assert all(node.status == "running" and node.npus == 8 for node in found)
+    assert len({node.address for node in found}) == 2
+    inventory = lab_inventory.read_text()
+    assert "community.docker.docker" in inventory and "preflight_npu_count: 8" in inventory
+
+
+def test_second_up_uses_the_cached_image_and_keeps_the_nodes(lab_inventory):
+    client = docker.from_env()
+    before = {c.name: c.id for c in client.containers.list(filters={"label": f"{nodes.LABEL}={LAB}"})}
+    tag, built = image.build(client)
+    assert not built and image.image_exists(client, tag)
+    nodes.up(LAB, nodes=2, inventory=lab_inventory)
+    after = {c.name: c.id for c in client.containers.list(filters={"label": f"{nodes.LABEL}={LAB}"})}
+    assert after == before
+
+
+def test_preflight_passes_on_every_node(lab_inventory):
+    result = run_playbook("preflight.yml", lab_inventory)
+    assert result.succeeded, result.first_failure()
+    assert sorted(result.hosts) == [f"{LAB}-node1", f"{LAB}-node2"]
+    assert all(host.failed == 0 and host.changed == 0 for host in result.hosts.values())
+
+
+def test_preflight_check_mode_changes_nothing(lab_inventory):
+    result = run_playbook("preflight.yml", lab_inventory, check=True)
+    assert result.succeeded, result.first_failure()
+    assert sum(host.changed for host in result.hosts.values()) == 0
+
+
+def test_npu_smi_info_module(lab_inventory):
+    result = run_playbook(str(PLAYBOOKS / "npu_smi_info.yml"), lab_inventory, limit=f"{LAB}-node1")
+    assert result.succeeded, result.first_failure()
+
+
+def test_preflight_refuses_bad_input(lab_inventory):
+    result = run_playbook(str(PLAYBOOKS / "preflight_bad_input.yml"), lab_inventory, limit=f"{LAB}-node1")
+    assert result.succeeded, result.first_failure()
+
+
+@pytest.mark.parametrize(
+    ("fault", "npu", "value", "expected"),
+    [
+        ("unhealthy", 3, "Alarm", "health: NPU 3 is Alarm, expected OK"),
+        ("busy", 1, None, "npu in use: NPU 1 runs process 43210 (python, 20480 MB), expected no process"),
+        ("held", 5, None, "device held: /dev/davinci5 held by running container npufleet-lab-holder-davinci5"),
+        ("driver", 0, "22.0.0", "driver: found 22.0.0, expected one of 23.0.6"),
+        ("npus", 0, "6", "npu count: found 6, expected 8"),
+        ("disk", 0, "64", "disk: work dir /home/ma-user/ws has 0.1 GiB free, expected at least 1 GiB"),
+        ("error", 0, None, "npu-smi: npu-smi failed: dcmi module initialize failed. ret is -8005"),
+    ],
+)
+def test_each_fault_fails_preflight_with_its_message(clean_faults, fault, npu, value, expected):
+    nodes.fault(LAB, NODE, fault, npu, value)
+    result = run_playbook("preflight.yml", clean_faults)
+    assert not result.succeeded
+    failures = result.hosts[NODE].failures
+    assert len(failures) == 1
+    assert f"preflight failed on {NODE}:" in failures[0]["msg"]
+    assert expected in failures[0]["msg"]
+    # The other node is untouched and passes.
+    assert result.hosts[f"{LAB}-node1"].failed == 0
+
+
+def test_cli_check_exits_1_with_one_line_naming_the_node(clean_faults):
+    nodes.fault(LAB, NODE, "driver", value="22.0.0")
+    done = run_cli("check", "--inventory", str(clean_faults))
+    assert done.returncode == 1
+    assert f"npufleet: {NODE}: Report the result of the preflight checks: preflight failed on {NODE}:" in " ".join(
+        done.stderr.split()
+    )
+    assert "driver: found 22.0.0" in " ".join(done.stderr.split())
+
+
+def test_cli_json_reports_per_host_results(lab_inventory):
+    done = run_cli("--json", "up", "--inventory", str(lab_inventory))
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["status"] == "successful"
+    assert {host: data["failed"] for host, data in report["hosts"].items()} == {
+        f"{LAB}-node1": 0, f"{LAB}-node2": 0
+    }
+
+
+def test_cli_fault_on_an_unknown_node_names_the_known_ones(lab_inventory):
+    done = run_cli("fault", "no-such-node", "busy", "--lab", LAB)
+    assert done.returncode == 1
+    assert f"no lab node named 'no-such-node' (lab nodes: {LAB}-node1, {LAB}-node2)" in " ".join(done.stderr.split())
+
+
+def test_down_removes_everything_it_made_and_nothing_else(tmp_path):
+    client = docker.from_env()
+    bystander = client.volumes.create("npufleet-test-bystander")
+    inventory = tmp_path / "hosts.yml"
+    lab = "npufleet-test-down"
+    try:
+        nodes.up(lab, nodes=1, npus=2, inventory=inventory)
+        assert inventory.exists()
+        removed = nodes.down(lab, inventory)
+        assert removed["containers"] == [f"{lab}-node1"]
+        assert removed["networks"] == [lab] and removed["volumes"] == [f"{lab}-node1-docker"]
+        label = {"label": f"{nodes.LABEL}={lab}"}
+        assert client.containers.list(all=True, filters=label) == []
+        assert client.networks.list(filters=label) == []
+        assert client.volumes.list(filters=label) == []
+        assert not inventory.exists()
+        assert client.volumes.get("npufleet-test-bystander")
+    finally:
+        nodes.down(lab, inventory)
+        bystander.remove()
