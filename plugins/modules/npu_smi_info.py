@@ -20,7 +20,8 @@ author:
 options:
   executable:
     description:
-      - Path of npu-smi. By default it is looked up on E(PATH) and in C(/usr/local/sbin) and C(/usr/local/bin).
+      - Path of npu-smi.
+      - By default it is looked up on E(PATH) and in C(/usr/local/sbin) and C(/usr/local/bin).
     type: path
   board:
     description: Also run C(npu-smi info -t board -i N) for every NPU.
@@ -159,10 +160,14 @@ class NpuSmi:
         self.module = module
         self.executable = module.params["executable"] or module.get_bin_path("npu-smi", opt_dirs=SEARCH_PATHS)
         if not self.executable:
-            module.fail_json(msg="npu-smi was not found on PATH, /usr/local/sbin or /usr/local/bin: install the "
-                                 "Ascend driver, or set the executable option to its path")
+            module.fail_json(
+                msg="npu-smi was not found on PATH, /usr/local/sbin or /usr/local/bin: install the "
+                "Ascend driver, or set the executable option to its path"
+            )
         if not os.access(self.executable, os.X_OK):
-            module.fail_json(msg=f"npu-smi at {self.executable} is missing or not executable: fix the executable option")
+            module.fail_json(
+                msg=f"npu-smi at {self.executable} is missing or not executable: fix the executable option"
+            )
 
     def run(self, *args: str):
         cmd = [self.executable, "info", *args]
@@ -174,11 +179,17 @@ class NpuSmi:
         try:
             data = parser(out + "\n" + err if rc != 0 else out)
         except NpuSmiError as error:
-            self.module.fail_json(msg=f"npu-smi failed: {error}", cmd=cmd, rc=rc, stdout=out, stderr=err,
-                                  error_code=error.code)
+            self.module.fail_json(
+                msg=f"npu-smi failed: {error}", cmd=cmd, rc=rc, stdout=out, stderr=err, error_code=error.code
+            )
         except ValueError as error:
-            self.module.fail_json(msg=f"could not read the output of {' '.join(cmd)}: {error}",
-                                  cmd=cmd, rc=rc, stdout=out, stderr=err)
+            self.module.fail_json(
+                msg=f"could not read the output of {' '.join(cmd)}: {error}",
+                cmd=cmd,
+                rc=rc,
+                stdout=out,
+                stderr=err,
+            )
         if rc != 0:
             self.module.fail_json(msg=f"{' '.join(cmd)} exited {rc}", cmd=cmd, rc=rc, stdout=out, stderr=err)
         return data
@@ -210,11 +221,15 @@ def main() -> None:
         "warnings_from_npu_smi": info["warnings"],
     }
     if module.params["board"]:
-        result["board"] = [npu_smi.parsed(parse_board, "-t", "board", "-i", str(npu["id"])) for npu in info["npus"]]
+        result["board"] = [
+            npu_smi.parsed(parse_board, "-t", "board", "-i", str(npu["id"])) for npu in info["npus"]
+        ]
         first = result["board"][0] if result["board"] else {}
         result["driver_version"] = first.get("software_version") or result["driver_version"]
     if module.params["usages"]:
-        result["usages"] = [npu_smi.parsed(parse_usages, "-t", "usages", "-i", str(npu["id"])) for npu in info["npus"]]
+        result["usages"] = [
+            npu_smi.parsed(parse_usages, "-t", "usages", "-i", str(npu["id"])) for npu in info["npus"]
+        ]
     if module.params["mapping"]:
         result["mapping"] = npu_smi.parsed(parse_mapping, "-m")
     module.exit_json(**result)

@@ -18,6 +18,7 @@ from rich.table import Table
 
 from npufleet import __version__
 from npufleet.lab import nodes
+from npufleet.runner import run_playbook
 
 EXIT_FAILED, EXIT_USAGE, EXIT_ENVIRONMENT = 1, 2, 3
 DEFAULT_LAB = "npufleet-lab"
@@ -26,13 +27,15 @@ console = Console(stderr=True)
 
 
 def _print_json(data: object) -> None:
-    print(json.dumps(data, indent=2, default=lambda o: dataclasses.asdict(o)))
+    print(json.dumps(data, indent=2, default=dataclasses.asdict))
 
 
 def _nodes_table(found: list[nodes.Node]) -> Table:
     table = Table("node", "address", "status", "NPUs")
     for node in found:
-        table.add_row(node.name, node.address or "-", node.status, str(node.npus if node.npus is not None else "-"))
+        table.add_row(
+            node.name, node.address or "-", node.status, str(node.npus if node.npus is not None else "-")
+        )
     return table
 
 
@@ -76,9 +79,6 @@ def cmd_fault(args: argparse.Namespace) -> int:
 
 
 def _run(playbook: str, args: argparse.Namespace) -> int:
-    # Imported here so that 'npufleet lab' works without ansible-runner's start-up cost.
-    from npufleet.runner import run_playbook
-
     inventory = Path(args.inventory) if args.inventory else nodes.default_inventory()
     extravars = {}
     for item in args.extra_vars or []:
@@ -93,15 +93,31 @@ def _run(playbook: str, args: argparse.Namespace) -> int:
             status.update(f"{playbook}: {data.get('task', '')}")
 
     with console.status(f"{playbook}: starting") as status:
-        result = run_playbook(playbook, inventory, extravars, check=args.check, limit=args.limit,
-                              tags=args.tags, on_event=show)
+        result = run_playbook(
+            playbook,
+            inventory,
+            extravars=extravars,
+            check=args.check,
+            limit=args.limit,
+            tags=args.tags,
+            on_event=show,
+        )
     if args.json:
-        _print_json({"playbook": playbook, "status": result.status, "rc": result.rc,
-                     "hosts": result.hosts, "artifact_dir": result.artifact_dir})
+        _print_json(
+            {
+                "playbook": playbook,
+                "status": result.status,
+                "rc": result.rc,
+                "hosts": result.hosts,
+                "artifact_dir": result.artifact_dir,
+            }
+        )
     else:
         table = Table("host", "ok", "changed", "failed", "unreachable", "skipped")
         for host, res in sorted(result.hosts.items()):
-            table.add_row(host, str(res.ok), str(res.changed), str(res.failed), str(res.unreachable), str(res.skipped))
+            table.add_row(
+                host, str(res.ok), str(res.changed), str(res.failed), str(res.unreachable), str(res.skipped)
+            )
         Console().print(table)
     if not result.succeeded:
         console.print(f"[red]npufleet: {result.first_failure()}[/red]", highlight=False)
@@ -129,8 +145,11 @@ def build_parser() -> argparse.ArgumentParser:
     lab.add_argument("--inventory", help="where to write the inventory (default inventories/lab/hosts.yml)")
     lab.set_defaults(func=cmd_lab)
 
-    fault = sub.add_parser("fault", help="inject a fault into a lab node (or clear them)",
-                           description="Faults: unhealthy, busy, held, driver, npus, disk, error, clear.")
+    fault = sub.add_parser(
+        "fault",
+        help="inject a fault into a lab node (or clear them)",
+        description="Faults: unhealthy, busy, held, driver, npus, disk, error, clear.",
+    )
     fault.add_argument("node", help="node name, as 'npufleet lab status' lists it")
     fault.add_argument("kind", choices=nodes.FAULTS)
     fault.add_argument("--npu", type=int, default=0, help="NPU id for unhealthy, busy and held (default 0)")
@@ -138,8 +157,10 @@ def build_parser() -> argparse.ArgumentParser:
     fault.add_argument("--lab", default=DEFAULT_LAB)
     fault.set_defaults(func=cmd_fault)
 
-    for name, playbook, text in (("up", "site.yml", "run the whole site play (preflight, then later stages)"),
-                                 ("check", "preflight.yml", "run the preflight checks only")):
+    for name, playbook, text in (
+        ("up", "site.yml", "run the whole site play (preflight, then later stages)"),
+        ("check", "preflight.yml", "run the preflight checks only"),
+    ):
         run = sub.add_parser(name, help=text)
         run.add_argument("-i", "--inventory", help="inventory (default: the lab's inventories/lab/hosts.yml)")
         run.add_argument("-l", "--limit", help="only these hosts (Ansible pattern)")

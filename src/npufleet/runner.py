@@ -58,6 +58,7 @@ def _failure(event: dict) -> tuple[str, dict]:
 def run_playbook(
     playbook: str,
     inventory: Path,
+    *,
     extravars: dict | None = None,
     check: bool = False,
     limit: str | None = None,
@@ -72,7 +73,9 @@ def run_playbook(
     if not playbook_path.is_file():
         raise FileNotFoundError(f"no playbook {playbook_path}: run npufleet from the project checkout")
     if not inventory.exists():
-        raise FileNotFoundError(f"inventory {inventory} does not exist: run 'npufleet lab up' or pass --inventory")
+        raise FileNotFoundError(
+            f"inventory {inventory} does not exist: run 'npufleet lab up' or pass --inventory"
+        )
     private = data_dir or Path(tempfile.mkdtemp(prefix="npufleet-run-"))
     hosts: dict[str, HostResult] = {}
 
@@ -110,13 +113,22 @@ def run_playbook(
         timeout=int(os.environ.get("NPUFLEET_RUN_TIMEOUT", "3600")),
     )
     stats = runner.stats or {}
-    for key, attribute in (("ok", "ok"), ("changed", "changed"), ("failures", "failed"),
-                           ("dark", "unreachable"), ("skipped", "skipped")):
+    for key, attribute in (
+        ("ok", "ok"),
+        ("changed", "changed"),
+        ("failures", "failed"),
+        ("dark", "unreachable"),
+        ("skipped", "skipped"),
+    ):
         for host, count in (stats.get(key) or {}).items():
             setattr(hosts.setdefault(host, HostResult()), attribute, count)
     tail = ""
     if runner.rc != 0:
         stdout = Path(runner.config.artifact_dir) / "stdout"
-        lines = stdout.read_text(encoding="utf-8", errors="replace").strip().splitlines() if stdout.exists() else []
+        lines = (
+            stdout.read_text(encoding="utf-8", errors="replace").strip().splitlines()
+            if stdout.exists()
+            else []
+        )
         tail = "\n".join(lines[-5:])
     return RunResult(runner.status, runner.rc, hosts, str(Path(runner.config.artifact_dir)), tail)

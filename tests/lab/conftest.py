@@ -51,5 +51,6 @@ def clean_faults(lab_inventory):
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
     """The installed npufleet command, from the same virtualenv as this pytest."""
-    return subprocess.run([str(Path(sys.executable).parent / "npufleet"), *args], capture_output=True, text=True,
-                          check=False)
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "npufleet"), *args], capture_output=True, text=True, check=False
+    )

@@ -64,7 +64,12 @@ def test_preflight_refuses_bad_input(lab_inventory):
     [
         ("unhealthy", 3, "Alarm", "health: NPU 3 is Alarm, expected OK"),
         ("busy", 1, None, "npu in use: NPU 1 runs process 43210 (python, 20480 MB), expected no process"),
-        ("held", 5, None, "device held: /dev/davinci5 held by running container npufleet-lab-holder-davinci5"),
+        (
+            "held",
+            5,
+            None,
+            "device held: /dev/davinci5 held by running container npufleet-lab-holder-davinci5",
+        ),
         ("driver", 0, "22.0.0", "driver: found 22.0.0, expected one of 23.0.6"),
         ("npus", 0, "6", "npu count: found 6, expected 8"),
         ("disk", 0, "64", "disk: work dir /home/ma-user/ws has 0.1 GiB free, expected at least 1 GiB"),
@@ -87,8 +92,9 @@ def test_cli_check_exits_1_with_one_line_naming_the_node(clean_faults):
     nodes.fault(LAB, NODE, "driver", value="22.0.0")
     done = run_cli("check", "--inventory", str(clean_faults))
     assert done.returncode == 1
-    assert f"npufleet: {NODE}: Report the result of the preflight checks: preflight failed on {NODE}:" in " ".join(
-        done.stderr.split()
+    assert (
+        f"npufleet: {NODE}: Report the result of the preflight checks: preflight failed on {NODE}:"
+        in " ".join(done.stderr.split())
     )
     assert "driver: found 22.0.0" in " ".join(done.stderr.split())
 
@@ -99,14 +105,17 @@ def test_cli_json_reports_per_host_results(lab_inventory):
     report = json.loads(done.stdout)
     assert report["status"] == "successful"
     assert {host: data["failed"] for host, data in report["hosts"].items()} == {
-        f"{LAB}-node1": 0, f"{LAB}-node2": 0
+        f"{LAB}-node1": 0,
+        f"{LAB}-node2": 0,
     }
 
 
 def test_cli_fault_on_an_unknown_node_names_the_known_ones(lab_inventory):
     done = run_cli("fault", "no-such-node", "busy", "--lab", LAB)
     assert done.returncode == 1
-    assert f"no lab node named 'no-such-node' (lab nodes: {LAB}-node1, {LAB}-node2)" in " ".join(done.stderr.split())
+    assert f"no lab node named 'no-such-node' (lab nodes: {LAB}-node1, {LAB}-node2)" in " ".join(
+        done.stderr.split()
+    )
 
 
 def test_down_removes_everything_it_made_and_nothing_else(tmp_path):

@@ -51,9 +51,19 @@ def test_310b1_orangepi_aipro_1chip():
     assert info["tool_version"] == info["driver_version"] == "23.0.rc3"
     assert info["count"] == 1
     assert chip(info, 0) | {} == {
-        "chip_id": 0, "phy_id": 0, "bus_id": None, "health": "OK", "power_w": 8.9, "temp_c": 54,
-        "hugepages_used": 15, "hugepages_total": 15, "aicore_pct": 0,
-        "memory_used_mb": 4974, "memory_total_mb": 11577, "hbm_used_mb": None, "hbm_total_mb": None,
+        "chip_id": 0,
+        "phy_id": 0,
+        "bus_id": None,
+        "health": "OK",
+        "power_w": 8.9,
+        "temp_c": 54,
+        "hugepages_used": 15,
+        "hugepages_total": 15,
+        "aicore_pct": 0,
+        "memory_used_mb": 4974,
+        "memory_total_mb": 11577,
+        "hbm_used_mb": None,
+        "hbm_total_mb": None,
     }
 
 
@@ -88,8 +98,9 @@ def test_310p_and_a3_info_l_ascend_deployer():
     first, second = load("310p_and_a3_info_l_ascend_deployer_docstring.txt")
     assert parse_list(first) == {
         "total_count": 1,
-        "npus": [{"npu_id": 8, "product_name": "IT21PDDA01", "serial_number": "033VNY10MB000071",
-                  "chip_count": 1}],
+        "npus": [
+            {"npu_id": 8, "product_name": "IT21PDDA01", "serial_number": "033VNY10MB000071", "chip_count": 1}
+        ],
     }
     assert parse_list(second) == {"total_count": 8, "npus": [{"npu_id": 0, "chip_count": 2}]}
 
@@ -100,8 +111,13 @@ def test_910_process_table_tab_in_header_fragment():
     assert len(info["processes"]) == 8
     assert {p["npu_id"] for p in info["processes"]} == {0}
     assert sorted(p["memory_mb"] for p in info["processes"])[-1] == 4184
-    assert info["processes"][6] == {"npu_id": 0, "chip_id": 0, "pid": 47881, "name": "python",
-                                   "memory_mb": 4184}
+    assert info["processes"][6] == {
+        "npu_id": 0,
+        "chip_id": 0,
+        "pid": 47881,
+        "name": "python",
+        "memory_mb": 4184,
+    }
 
 
 def test_910a_2chip_narrow_layout_paddle_docker():
@@ -160,11 +176,19 @@ def test_910a_mindcluster_faultdiag_health_ecc_board_common():
     assert parse_board(chip_board)["vdie_id"] == "42C711D4 20B03704 4A10C8D4 14CC040A D2102003"
     assert parse_usages(usages)["chips"][0]["ddr_capacity_mb"] == 13553
     common_data = parse_common(common)
-    assert common_data["chips"] == [{
-        "chip_id": 0, "memory_usage_rate_pct": 6, "hbm_usage_rate_pct": 0, "aicore_usage_rate_pct": 0,
-        "aicore_freq_mhz": 900, "aicore_curfreq_mhz": 900, "aicore_count": 30, "temperature_c": 41,
-        "npu_real_time_power_w": "71.7",
-    }]
+    assert common_data["chips"] == [
+        {
+            "chip_id": 0,
+            "memory_usage_rate_pct": 6,
+            "hbm_usage_rate_pct": 0,
+            "aicore_usage_rate_pct": 0,
+            "aicore_freq_mhz": 900,
+            "aicore_curfreq_mhz": 900,
+            "aicore_count": 30,
+            "temperature_c": 41,
+            "npu_real_time_power_w": "71.7",
+        }
+    ]
 
 
 def test_910b1_8chip_busy_no_proc_section():
@@ -189,8 +213,13 @@ def test_910b2c_16chip_x86_ray_procs():
     assert info["npus"][10]["name"] == "910B2C"
     assert len(info["processes"]) == 16
     assert info["processes"][0]["name"] == "vllm"
-    assert info["processes"][-1] == {"npu_id": 15, "chip_id": 0, "pid": 418714, "name": "rayNPURayWork",
-                                     "memory_mb": 56063}
+    assert info["processes"][-1] == {
+        "npu_id": 15,
+        "chip_id": 0,
+        "pid": 418714,
+        "name": "rayNPURayWork",
+        "memory_mb": 56063,
+    }
 
 
 def test_910b3_1chip_no_procs():
@@ -205,9 +234,19 @@ def test_910b3_8chip_procs_python():
     assert info["driver_version"] == "24.1.rc2.1"
     assert info["count"] == info["chip_count"] == 8
     assert chip(info, 0) == {
-        "chip_id": 0, "phy_id": None, "bus_id": "0000:C1:00.0", "health": "OK", "power_w": 121.6,
-        "temp_c": 40, "hugepages_used": 0, "hugepages_total": 0, "aicore_pct": 10,
-        "memory_used_mb": 0, "memory_total_mb": 0, "hbm_used_mb": 57895, "hbm_total_mb": 65536,
+        "chip_id": 0,
+        "phy_id": None,
+        "bus_id": "0000:C1:00.0",
+        "health": "OK",
+        "power_w": 121.6,
+        "temp_c": 40,
+        "hugepages_used": 0,
+        "hugepages_total": 0,
+        "aicore_pct": 10,
+        "memory_used_mb": 0,
+        "memory_total_mb": 0,
+        "hbm_used_mb": 57895,
+        "hbm_total_mb": 65536,
     }
     assert [p["pid"] for p in info["processes"]] == [13128, 13604, 13606, 13608, 13610, 13612, 13614, 13616]
     assert info["processes"][4]["memory_mb"] == 54819
@@ -278,8 +317,16 @@ def test_910c_a3_26_0_rc2_wide_layout_fragments():
     assert chip(info, 0, 1)["hbm_used_mb"] == 2874
     rest = parse_info(tail)
     assert chip(rest, 7, 1)["phy_id"] == 15
-    assert rest["processes"] == [{"npu_id": 0, "chip_id": 0, "pid": 632268, "name": "python3.1",
-                                  "memory_mb": 197, "container_pid": None}]
+    assert rest["processes"] == [
+        {
+            "npu_id": 0,
+            "chip_id": 0,
+            "pid": 632268,
+            "name": "python3.1",
+            "memory_mb": 197,
+            "container_pid": None,
+        }
+    ]
     assert rest["idle_npus"] == [1]
 
 
@@ -297,8 +344,13 @@ def test_910premiuma_8chip_procs_hugepages():
     assert info["npus"][0]["name"] == "910PremiumA"
     assert (chip(info, 0)["hugepages_used"], chip(info, 0)["memory_used_mb"]) == (34, 1413)
     assert len(info["processes"]) == 8
-    assert info["processes"][0] == {"npu_id": 0, "chip_id": 0, "pid": 5139, "name": "python",
-                                    "memory_mb": 31913}
+    assert info["processes"][0] == {
+        "npu_id": 0,
+        "chip_id": 0,
+        "pid": 5139,
+        "name": "python",
+        "memory_mb": 31913,
+    }
 
 
 def test_950_doc_example_info_m_slot_id():

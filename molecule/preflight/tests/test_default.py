@@ -11,7 +11,11 @@ def test_npu_smi_is_where_the_manual_mounts_it(host):
 
 def test_every_npu_has_its_device_node(host):
     # testinfra's File has no test for character devices: ask stat for the file type.
-    names = [f"/dev/davinci{index}" for index in range(8)] + ["/dev/davinci_manager", "/dev/devmm_svm", "/dev/hisi_hdc"]
+    names = [f"/dev/davinci{index}" for index in range(8)] + [
+        "/dev/davinci_manager",
+        "/dev/devmm_svm",
+        "/dev/hisi_hdc",
+    ]
     types = host.check_output("stat -c %F " + " ".join(names)).splitlines()
     assert types == ["character special file"] * len(names)
 

@@ -29,8 +29,19 @@ class Recipe:
     suite: str = "bookworm"
     mirror: str = os.environ.get("NPUFLEET_DEBIAN_MIRROR", "http://deb.debian.org/debian")
     packages: tuple[str, ...] = (
-        "systemd", "systemd-sysv", "dbus", "python3", "python3-apt", "iproute2", "procps",
-        "iptables", "kmod", "ca-certificates", "sudo", "docker.io", "busybox-static",
+        "systemd",
+        "systemd-sysv",
+        "dbus",
+        "python3",
+        "python3-apt",
+        "iproute2",
+        "procps",
+        "iptables",
+        "kmod",
+        "ca-certificates",
+        "sudo",
+        "docker.io",
+        "busybox-static",
     )
     files: tuple[str, ...] = ("npu_sim.py", "npufleet-npu-sim.service", "npufleet-procsys-rw.service")
     revision: int = 1
@@ -70,8 +81,10 @@ def _install_files(rootfs: Path) -> None:
         link.unlink(missing_ok=True)
         link.symlink_to("/usr/local/lib/npufleet-lab/npu_sim.py")
     units = rootfs / "etc/systemd/system"
-    for unit, target in (("npufleet-npu-sim.service", "multi-user.target"),
-                         ("npufleet-procsys-rw.service", "sysinit.target")):
+    for unit, target in (
+        ("npufleet-npu-sim.service", "multi-user.target"),
+        ("npufleet-procsys-rw.service", "sysinit.target"),
+    ):
         (units / unit).write_bytes((FILES / unit).read_bytes())
         wants = units / f"{target}.wants"
         wants.mkdir(parents=True, exist_ok=True)
@@ -100,24 +113,41 @@ def build(client: docker.DockerClient, recipe: Recipe | None = None, force: bool
         log.info("node image %s is cached", tag)
         return tag, False
     if shutil.which("debootstrap") is None:
-        raise RuntimeError("debootstrap is not installed: run 'apt-get install debootstrap' (or 'make setup')")
-    workdir = Path(tempfile.mkdtemp(prefix="npufleet-rootfs-", dir=os.environ.get("NPUFLEET_BUILD_DIR", "/var/tmp")))
+        raise RuntimeError(
+            "debootstrap is not installed: run 'apt-get install debootstrap' (or 'make setup')"
+        )
+    workdir = Path(
+        tempfile.mkdtemp(prefix="npufleet-rootfs-", dir=os.environ.get("NPUFLEET_BUILD_DIR", "/var/tmp"))
+    )
     rootfs = workdir / "rootfs"
     try:
         log.info("building node image %s with debootstrap (about a minute)", tag)
         subprocess.run(
-            ["debootstrap", "--variant=minbase", f"--include={','.join(recipe.packages)}",
-             recipe.suite, str(rootfs), recipe.mirror],
-            check=True, capture_output=True, text=True,
+            [
+                "debootstrap",
+                "--variant=minbase",
+                f"--include={','.join(recipe.packages)}",
+                recipe.suite,
+                str(rootfs),
+                recipe.mirror,
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
         )
         _install_files(rootfs)
         archive = workdir / "rootfs.tar"
         subprocess.run(["tar", "-C", str(rootfs), "--numeric-owner", "-cf", str(archive), "."], check=True)
         repository, _, version = tag.partition(":")
         client.api.import_image_from_file(
-            str(archive), repository=repository, tag=version,
-            changes=['CMD ["/sbin/init"]', "ENV container=docker",
-                     f"LABEL npufleet.recipe={recipe.digest()}"],
+            str(archive),
+            repository=repository,
+            tag=version,
+            changes=[
+                'CMD ["/sbin/init"]',
+                "ENV container=docker",
+                f"LABEL npufleet.recipe={recipe.digest()}",
+            ],
         )
     except subprocess.CalledProcessError as error:
         tail = (error.stderr or error.stdout or "")[-2000:]

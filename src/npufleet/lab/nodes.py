@@ -96,7 +96,7 @@ def _wait_booted(container) -> None:
     deadline = time.monotonic() + BOOT_TIMEOUT_S
     state = ""
     while time.monotonic() < deadline:
-        code, output = _exec(container, ["systemctl", "is-system-running"], check=False)
+        _, output = _exec(container, ["systemctl", "is-system-running"], check=False)
         state = output.strip()
         if state in ("running", "degraded"):
             return
@@ -119,8 +119,13 @@ def _address(container, network: str) -> str | None:
     return container.attrs["NetworkSettings"]["Networks"].get(network, {}).get("IPAddress") or None
 
 
-def up(lab: str = "npufleet-lab", nodes: int = 2, npus: int = 8, chip: str = "910B3",
-       inventory: Path | None = None) -> list[Node]:
+def up(
+    lab: str = "npufleet-lab",
+    nodes: int = 2,
+    npus: int = 8,
+    chip: str = "910B3",
+    inventory: Path | None = None,
+) -> list[Node]:
     """Start (or complete) a lab of ``nodes`` nodes; nodes that already run are left alone."""
     if not 1 <= nodes <= 16:
         raise ValueError(f"--nodes must be between 1 and 16, got {nodes}")
@@ -137,7 +142,9 @@ def up(lab: str = "npufleet-lab", nodes: int = 2, npus: int = 8, chip: str = "91
         try:
             container = client.containers.get(name)
             if container.labels.get(LABEL) != lab:
-                raise LabError(f"a container named {name} exists and is not part of lab {lab}: remove or rename it")
+                raise LabError(
+                    f"a container named {name} exists and is not part of lab {lab}: remove or rename it"
+                )
             if container.status != "running":
                 container.start()
             continue
@@ -231,10 +238,7 @@ def _written_by_lab(path: Path, lab: str) -> bool:
 
 
 def write_inventory(nodes: list[Node], path: Path, lab: str, npus: int, chip: str) -> None:
-    hosts = {
-        node.name: {"ansible_host": node.name, "npufleet_node_address": node.address}
-        for node in nodes
-    }
+    hosts = {node.name: {"ansible_host": node.name, "npufleet_node_address": node.address} for node in nodes}
     content = {
         "all": {
             "children": {"npu_nodes": {"hosts": hosts}},
@@ -252,7 +256,9 @@ def write_inventory(nodes: list[Node], path: Path, lab: str, npus: int, chip: st
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     text = yaml.safe_dump(content, sort_keys=False, default_flow_style=False)
-    path.write_text(f"{_MARKER} for lab {lab}; 'npufleet lab down' removes it.\n---\n{text}", encoding="utf-8")
+    path.write_text(
+        f"{_MARKER} for lab {lab}; 'npufleet lab down' removes it.\n---\n{text}", encoding="utf-8"
+    )
 
 
 def _node(client: docker.DockerClient, lab: str, name: str):
@@ -271,10 +277,16 @@ def _ensure_holder_image(container) -> None:
     if code == 0:
         return
     # A one-binary image made inside the node: no registry is needed.
-    _exec(container, ["sh", "-c",
-                      "set -e; d=$(mktemp -d); cp /bin/busybox $d/busybox; "
-                      f"tar -C $d -c . | docker import -c 'CMD [\"/busybox\",\"sleep\",\"infinity\"]' - {HOLDER_IMAGE}"
-                      " >/dev/null; rm -rf $d"])
+    _exec(
+        container,
+        [
+            "sh",
+            "-c",
+            "set -e; d=$(mktemp -d); cp /bin/busybox $d/busybox; "
+            f'tar -C $d -c . | docker import -c \'CMD ["/busybox","sleep","infinity"]\' - {HOLDER_IMAGE}'
+            " >/dev/null; rm -rf $d",
+        ],
+    )
 
 
 def fault(lab: str, name: str, kind: str, npu: int = 0, value: str | None = None) -> str:
@@ -305,23 +317,44 @@ def fault(lab: str, name: str, kind: str, npu: int = 0, value: str | None = None
     if kind == "held":
         _ensure_holder_image(container)
         holder = f"npufleet-lab-holder-davinci{npu}"
-        _exec(container, ["docker", "run", "-d", "--name", holder, "--label", f"{LABEL}={lab}",
-                          "--device", f"/dev/davinci{npu}", HOLDER_IMAGE])
+        _exec(
+            container,
+            [
+                "docker",
+                "run",
+                "-d",
+                "--name",
+                holder,
+                "--label",
+                f"{LABEL}={lab}",
+                "--device",
+                f"/dev/davinci{npu}",
+                HOLDER_IMAGE,
+            ],
+        )
         return f"{name}: container {holder} inside the node holds /dev/davinci{npu}"
     if kind == "disk":
         size_mb = int(value or "64")
         path = WORK_DIR
         _exec(container, ["mkdir", "-p", path])
-        _exec(container, ["mount", "-t", "tmpfs", "-o", f"size={size_mb}m,mode=0755", "npufleet-lab-disk", path])
+        _exec(
+            container, ["mount", "-t", "tmpfs", "-o", f"size={size_mb}m,mode=0755", "npufleet-lab-disk", path]
+        )
         return f"{name}: {path} now has {size_mb} MiB of space"
     if kind == "clear":
-        _exec(container, ["sh", "-c", f"docker ps -aq --filter label={LABEL}={lab} | xargs -r docker rm -f"
-                          " >/dev/null"], check=False)
-        _exec(container, ["sh", "-c", f"while mountpoint -q {WORK_DIR}; do umount {WORK_DIR}; done"], check=False)
+        _exec(
+            container,
+            ["sh", "-c", f"docker ps -aq --filter label={LABEL}={lab} | xargs -r docker rm -f >/dev/null"],
+            check=False,
+        )
+        _exec(
+            container,
+            ["sh", "-c", f"while mountpoint -q {WORK_DIR}; do umount {WORK_DIR}; done"],
+            check=False,
+        )
         write_state(container, npu_state.initial_state(**state["profile"]))
         return f"{name}: all faults cleared"
     raise LabError(f"unknown fault {kind!r}: choose one of {', '.join(FAULTS)}")
 
 
 FAULTS = ("unhealthy", "busy", "held", "driver", "npus", "disk", "error", "clear")
-

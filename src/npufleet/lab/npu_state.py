@@ -9,8 +9,14 @@ CHIP_HBM_MB = {"910B1": 65536, "910B2": 65536, "910B2C": 65536, "910B3": 65536, 
 
 # Bus ids in the order an 8-NPU Atlas 800T A2 lists them.
 BUS_IDS = [
-    "0000:C1:00.0", "0000:C2:00.0", "0000:81:00.0", "0000:82:00.0",
-    "0000:01:00.0", "0000:02:00.0", "0000:41:00.0", "0000:42:00.0",
+    "0000:C1:00.0",
+    "0000:C2:00.0",
+    "0000:81:00.0",
+    "0000:82:00.0",
+    "0000:01:00.0",
+    "0000:02:00.0",
+    "0000:41:00.0",
+    "0000:42:00.0",
 ]
 
 DEFAULT_DRIVER = "23.0.6"  # the manual pins driver 23.0.6 with CANN 8.0.rc3
@@ -61,7 +67,9 @@ def with_health(state: dict, npu_id: int, health: str) -> dict:
     return new
 
 
-def with_process(state: dict, npu_id: int, pid: int = 43210, name: str = "python", memory_mb: int = 20480) -> dict:
+def with_process(
+    state: dict, npu_id: int, pid: int = 43210, name: str = "python", memory_mb: int = 20480
+) -> dict:
     new = copy.deepcopy(state)
     npu = _npu(new, npu_id)
     npu["processes"].append({"pid": pid, "name": name, "memory_mb": memory_mb})

@@ -71,8 +71,11 @@ def _table(state: dict) -> list[str]:
     ]
     for npu in state["npus"]:
         first = _values((f"{npu['power_w']:.1f}", 12), (str(npu["temp_c"]), 18), (_pair(0, 0), 21))
-        second = _values((str(npu["aicore_pct"]), 12), (_pair(0, 0), 18),
-                         (_pair(npu["hbm_used_mb"], npu["hbm_total_mb"]), 21))
+        second = _values(
+            (str(npu["aicore_pct"]), 12),
+            (_pair(0, 0), 18),
+            (_pair(npu["hbm_used_mb"], npu["hbm_total_mb"]), 21),
+        )
         lines += [
             _row((f"{npu['id']:<5d} {state['chip']}", npu["health"], first), DEVICE_CELLS),
             _row(("0", npu["bus_id"], second), DEVICE_CELLS),
@@ -182,7 +185,7 @@ def npu_smi(argv: list[str]) -> int:
         lines = _listing(state)
     elif args == ["-m"]:
         lines = _mapping(state)
-    elif len(args) == 4 and args[0] == "-t" and args[2] == "-i" or len(args) == 4 and args[0] == "-i":
+    elif (len(args) == 4 and args[0] == "-t" and args[2] == "-i") or (len(args) == 4 and args[0] == "-i"):
         options = dict(zip(args[::2], args[1::2], strict=True))
         try:
             npu = _find(state, options["-i"])
