@@ -6,9 +6,20 @@ import os
 import re
 from pathlib import Path
 
-FIXTURE_ROOT = Path(
-    os.environ.get("NPUFLEET_FIXTURES", Path(__file__).resolve().parents[2] / "shared" / "fixtures")
-)
+
+
+def _fixture_root() -> Path:
+    """NPUFLEET_FIXTURES, else the nearest ``shared/fixtures`` beside the checkout or above it."""
+    if "NPUFLEET_FIXTURES" in os.environ:
+        return Path(os.environ["NPUFLEET_FIXTURES"])
+    checkout = Path(__file__).resolve().parents[1]
+    for folder in checkout.parents:
+        if (folder / "shared" / "fixtures").is_dir():
+            return folder / "shared" / "fixtures"
+    return checkout.parent / "shared" / "fixtures"
+
+
+FIXTURE_ROOT = _fixture_root()
 NPU_SMI = FIXTURE_ROOT / "npu-smi"
 
 
