@@ -7,7 +7,6 @@ import re
 from pathlib import Path
 
 
-
 def _fixture_root() -> Path:
     """NPUFLEET_FIXTURES, else the nearest ``shared/fixtures`` beside the checkout or above it."""
     if "NPUFLEET_FIXTURES" in os.environ:
