@@ -40,7 +40,7 @@ def _nodes_table(found: list[nodes.Node]) -> Table:
 
 
 def cmd_lab(args: argparse.Namespace) -> int:
-    inventory = Path(args.inventory) if args.inventory else None
+    inventory = Path(args.inventory) if getattr(args, "inventory", None) else None
     if args.action == "up":
         with console.status(f"starting {args.nodes} lab node(s) with {args.npus} x {args.chip} each"):
             found = nodes.up(args.lab, args.nodes, args.npus, args.chip, inventory)
@@ -58,7 +58,7 @@ def cmd_lab(args: argparse.Namespace) -> int:
         else:
             console.print(f"lab {args.lab} has no nodes")
     elif args.action == "down":
-        removed = nodes.down(args.lab, inventory)
+        removed = nodes.down(args.lab, inventory, purge=args.purge)
         if args.json:
             _print_json(removed)
         else:
@@ -122,6 +122,7 @@ def _run(playbook: str, args: argparse.Namespace) -> int:
     if not result.succeeded:
         console.print(f"[red]npufleet: {result.first_failure()}[/red]", highlight=False)
         return EXIT_FAILED
+    console.print(f"npufleet: {playbook} succeeded on {len(result.hosts)} host(s)")
     return 0
 
 
@@ -137,24 +138,36 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     lab = sub.add_parser("lab", help="simulated Ascend nodes on the local Docker engine")
-    lab.add_argument("action", choices=("up", "down", "status"))
-    lab.add_argument("--lab", default=DEFAULT_LAB, help="lab name, prefix of every object it creates")
-    lab.add_argument("--nodes", type=int, default=2, help="number of nodes (default 2)")
-    lab.add_argument("--npus", type=int, default=8, help="simulated NPUs per node (default 8)")
-    lab.add_argument("--chip", default="910B3", help="chip type npu-smi reports (default 910B3)")
-    lab.add_argument("--inventory", help="where to write the inventory (default inventories/lab/hosts.yml)")
-    lab.set_defaults(func=cmd_lab)
+    lab_sub = lab.add_subparsers(dest="action", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--lab", default=DEFAULT_LAB, help="lab name, prefix of every object it creates")
+    where = argparse.ArgumentParser(add_help=False)
+    where.add_argument("--inventory", help="the lab's inventory file (default inventories/lab/hosts.yml)")
 
-    fault = sub.add_parser(
+    up = lab_sub.add_parser("up", parents=[common, where], help="start the nodes (builds the image once)")
+    up.add_argument("--nodes", type=int, default=2, help="number of nodes (default 2)")
+    up.add_argument("--npus", type=int, default=8, help="simulated NPUs per node (default 8)")
+    up.add_argument("--chip", default="910B3", help="chip type npu-smi reports (default 910B3)")
+    lab_sub.add_parser("status", parents=[common], help="list the nodes")
+    down = lab_sub.add_parser("down", parents=[common, where], help="remove everything the lab made")
+    down.add_argument("--purge", action="store_true", help="also remove the cached node images")
+    for action in (up, lab_sub.choices["status"], down):
+        action.set_defaults(func=cmd_lab)
+
+    fault = lab_sub.add_parser(
         "fault",
-        help="inject a fault into a lab node (or clear them)",
-        description="Faults: unhealthy, busy, held, driver, npus, disk, error, clear.",
+        parents=[common],
+        help="inject a fault into a node (or clear them)",
+        description=(
+            "unhealthy: a chip's health (--value, default Alarm); busy: a process on an NPU; held: a "
+            "container inside the node holds /dev/davinciN; driver: another driver version; npus: fewer "
+            "NPUs; disk: a small work dir (--value MiB); error: npu-smi fails; clear: undo every fault."
+        ),
     )
     fault.add_argument("node", help="node name, as 'npufleet lab status' lists it")
     fault.add_argument("kind", choices=nodes.FAULTS)
     fault.add_argument("--npu", type=int, default=0, help="NPU id for unhealthy, busy and held (default 0)")
     fault.add_argument("--value", help="health word, driver version, NPU count, MiB of disk, or error text")
-    fault.add_argument("--lab", default=DEFAULT_LAB)
     fault.set_defaults(func=cmd_fault)
 
     for name, playbook, text in (

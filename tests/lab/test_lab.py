@@ -111,7 +111,7 @@ def test_cli_json_reports_per_host_results(lab_inventory):
 
 
 def test_cli_fault_on_an_unknown_node_names_the_known_ones(lab_inventory):
-    done = run_cli("fault", "no-such-node", "busy", "--lab", LAB)
+    done = run_cli("lab", "fault", "no-such-node", "busy", "--lab", LAB)
     assert done.returncode == 1
     assert f"no lab node named 'no-such-node' (lab nodes: {LAB}-node1, {LAB}-node2)" in " ".join(
         done.stderr.split()

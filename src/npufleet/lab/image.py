@@ -154,4 +154,25 @@ def build(client: docker.DockerClient, recipe: Recipe | None = None, force: bool
         raise RuntimeError(f"building the node image failed: {' '.join(error.cmd[:3])}...\n{tail}") from error
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+    _remove_stale(client, keep=tag)
     return tag, True
+
+
+def _remove_stale(client: docker.DockerClient, keep: str) -> None:
+    """Drop images of older recipes that no container uses, so the cache holds one image."""
+    for old in client.images.list(name=IMAGE_REPOSITORY):
+        if keep in old.tags:
+            continue
+        try:
+            client.images.remove(old.id)
+        except docker.errors.APIError as error:
+            log.info("kept old node image %s: %s", old.tags, error.explanation)
+
+
+def remove_all(client: docker.DockerClient) -> list[str]:
+    """Remove every cached node image; returns their tags."""
+    removed = []
+    for old in client.images.list(name=IMAGE_REPOSITORY):
+        client.images.remove(old.id, force=True)
+        removed.extend(old.tags)
+    return removed

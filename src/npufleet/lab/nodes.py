@@ -197,8 +197,9 @@ def status(lab: str = "npufleet-lab") -> list[Node]:
     return result
 
 
-def down(lab: str = "npufleet-lab", inventory: Path | None = None) -> dict:
-    """Remove the lab's containers, network and volumes, and the inventory it wrote."""
+def down(lab: str = "npufleet-lab", inventory: Path | None = None, purge: bool = False) -> dict:
+    """Remove the lab's containers, network and volumes, and the inventory it wrote; with ``purge``
+    also the cached node images."""
     client = _client()
     removed = {"containers": [], "networks": [], "volumes": []}
     for container in _containers(client, lab):
@@ -214,6 +215,8 @@ def down(lab: str = "npufleet-lab", inventory: Path | None = None) -> dict:
     if path.exists() and _written_by_lab(path, lab):
         path.unlink()
         removed["files"] = [str(path)]
+    if purge:
+        removed["images"] = image.remove_all(client)
     return removed
 
 
