@@ -43,7 +43,9 @@ def cmd_lab(args: argparse.Namespace) -> int:
     inventory = Path(args.inventory) if getattr(args, "inventory", None) else None
     if args.action == "up":
         with console.status(f"starting {args.nodes} lab node(s) with {args.npus} x {args.chip} each"):
-            found = nodes.up(args.lab, args.nodes, args.npus, args.chip, inventory)
+            found = nodes.up(
+                args.lab, args.nodes, args.npus, args.chip, inventory=inventory, flavour=args.flavour
+            )
         if args.json:
             _print_json({"nodes": found, "inventory": str(inventory or nodes.default_inventory())})
         else:
@@ -148,6 +150,12 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--nodes", type=int, default=2, help="number of nodes (default 2)")
     up.add_argument("--npus", type=int, default=8, help="simulated NPUs per node (default 8)")
     up.add_argument("--chip", default="910B3", help="chip type npu-smi reports (default 910B3)")
+    up.add_argument(
+        "--flavour",
+        default="full",
+        choices=nodes.FLAVOURS,
+        help="full: Docker installed (default); bare: none",
+    )
     lab_sub.add_parser("status", parents=[common], help="list the nodes")
     down = lab_sub.add_parser("down", parents=[common, where], help="remove everything the lab made")
     down.add_argument("--purge", action="store_true", help="also remove the cached node images")

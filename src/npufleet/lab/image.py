@@ -28,21 +28,15 @@ class Recipe:
 
     suite: str = "bookworm"
     mirror: str = os.environ.get("NPUFLEET_DEBIAN_MIRROR", "http://deb.debian.org/debian")
+    # "full": Docker engine installed, like a server handed over with Docker. "bare": no Docker
+    # engine, for testing the docker role's install; its packages wait in apt's cache.
+    flavour: str = "full"
     packages: tuple[str, ...] = (
-        "systemd",
-        "systemd-sysv",
-        "dbus",
-        "python3",
-        "python3-apt",
-        "iproute2",
-        "procps",
-        "iptables",
-        "kmod",
-        "ca-certificates",
-        "sudo",
-        "docker.io",
-        "busybox-static",
-    )
+        "systemd", "systemd-sysv", "dbus", "python3", "python3-apt", "iproute2", "procps",
+        "iptables", "kmod", "ca-certificates", "sudo", "busybox-static", "curl", "xz-utils",
+    )  # fmt: skip
+    # Downloaded into apt's cache at build time, so roles install them in tests without a network.
+    cached_packages: tuple[str, ...] = ("docker.io", "git", "git-lfs")
     files: tuple[str, ...] = ("npu_sim.py", "npufleet-npu-sim.service", "npufleet-procsys-rw.service")
     revision: int = 1
     extra: dict = field(default_factory=dict)
@@ -50,7 +44,11 @@ class Recipe:
     def digest(self) -> str:
         content = hashlib.sha256()
         # The mirror changes where packages come from, not what the image is.
-        content.update(json.dumps([self.suite, self.packages, self.revision, self.extra]).encode())
+        content.update(
+            json.dumps(
+                [self.suite, self.flavour, self.packages, self.cached_packages, self.revision, self.extra]
+            ).encode()
+        )
         for name in self.files:
             content.update(name.encode())
             content.update((FILES / name).read_bytes())
@@ -58,7 +56,11 @@ class Recipe:
 
     @property
     def tag(self) -> str:
-        return f"{IMAGE_REPOSITORY}:{self.digest()}"
+        return f"{IMAGE_REPOSITORY}:{self.flavour}-{self.digest()}"
+
+    @property
+    def installed(self) -> tuple[str, ...]:
+        return self.packages + (("docker.io",) if self.flavour == "full" else ())
 
 
 def image_exists(client: docker.DockerClient, tag: str) -> bool:
@@ -97,9 +99,24 @@ def _install_files(rootfs: Path) -> None:
         masked.symlink_to("/dev/null")
     (rootfs / "var/lib/npufleet-lab").mkdir(parents=True, exist_ok=True)
     (rootfs / "home/ma-user").mkdir(parents=True, exist_ok=True)
-    for cache in ("var/cache/apt/archives", "var/lib/apt/lists"):
-        for item in (rootfs / cache).glob("*.deb" if cache.endswith("archives") else "*_*"):
-            item.unlink()
+
+
+def _cache_packages(rootfs: Path, packages: tuple[str, ...]) -> None:
+    """Fill apt's lists and archive cache inside the rootfs (network at build time only)."""
+    # debootstrap's own download cache is dropped first: only what apt resolves now is kept.
+    for deb in (rootfs / "var/cache/apt/archives").glob("*.deb"):
+        deb.unlink()
+    for cmd in (
+        ["apt-get", "update", "-qq"],
+        ["apt-get", "install", "-qq", "--download-only", "-y", *packages],
+    ):
+        subprocess.run(
+            ["chroot", str(rootfs), *cmd],
+            check=True,
+            capture_output=True,
+            text=True,
+            env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "DEBIAN_FRONTEND": "noninteractive"},
+        )
 
 
 def build(client: docker.DockerClient, recipe: Recipe | None = None, force: bool = False) -> tuple[str, bool]:
@@ -136,6 +153,7 @@ def build(client: docker.DockerClient, recipe: Recipe | None = None, force: bool
             text=True,
         )
         _install_files(rootfs)
+        _cache_packages(rootfs, recipe.cached_packages)
         archive = workdir / "rootfs.tar"
         subprocess.run(["tar", "-C", str(rootfs), "--numeric-owner", "-cf", str(archive), "."], check=True)
         repository, _, version = tag.partition(":")
@@ -159,9 +177,10 @@ def build(client: docker.DockerClient, recipe: Recipe | None = None, force: bool
 
 
 def _remove_stale(client: docker.DockerClient, keep: str) -> None:
-    """Drop images of older recipes that no container uses, so the cache holds one image."""
+    """Drop images of older recipes of the same flavour that no container uses."""
+    flavour = keep.partition(":")[2].split("-")[0]
     for old in client.images.list(name=IMAGE_REPOSITORY):
-        if keep in old.tags:
+        if keep in old.tags or not any(tag.partition(":")[2].startswith(f"{flavour}-") for tag in old.tags):
             continue
         try:
             client.images.remove(old.id)

@@ -27,6 +27,7 @@ STATE_PATH = "/var/lib/npufleet-lab/state.json"
 WORK_DIR = "/home/ma-user/ws"
 HOLDER_IMAGE = "npufleet-lab/device-holder:1"
 BOOT_TIMEOUT_S = 90
+FLAVOURS = ("full", "bare")
 
 
 class LabError(RuntimeError):
@@ -124,14 +125,21 @@ def up(
     nodes: int = 2,
     npus: int = 8,
     chip: str = "910B3",
+    *,
     inventory: Path | None = None,
+    flavour: str = "full",
 ) -> list[Node]:
-    """Start (or complete) a lab of ``nodes`` nodes; nodes that already run are left alone."""
+    """Start (or complete) a lab of ``nodes`` nodes; nodes that already run are left alone.
+
+    ``flavour`` "full" nodes have a Docker engine; "bare" nodes have none (for the docker role).
+    """
     if not 1 <= nodes <= 16:
         raise ValueError(f"--nodes must be between 1 and 16, got {nodes}")
+    if flavour not in FLAVOURS:
+        raise ValueError(f"--flavour must be one of {', '.join(FLAVOURS)}, got {flavour!r}")
     state = npu_state.initial_state(chip, npus)  # validates chip and npus before anything starts
     client = _client()
-    tag, _ = image.build(client)
+    tag, _ = image.build(client, image.Recipe(flavour=flavour))
     labels = {LABEL: lab}
     networks = client.networks.list(names=[lab], filters={"label": f"{LABEL}={lab}"})
     network = networks[0] if networks else client.networks.create(lab, driver="bridge", labels=labels)
@@ -176,8 +184,9 @@ def up(
         _wait_booted(container)
         write_state(container, state)
         _exec(container, ["mkdir", "-p", WORK_DIR])
-    for container in started:
-        _wait_docker(container)
+    if flavour == "full":
+        for container in started:
+            _wait_docker(container)
     result = status(lab)
     write_inventory(result, inventory or default_inventory(), lab, npus, chip)
     return result
@@ -254,6 +263,9 @@ def write_inventory(nodes: list[Node], path: Path, lab: str, npus: int, chip: st
                 # Lab nodes share the host's disk; real nodes keep the role's defaults.
                 "preflight_docker_min_free_gib": 5,
                 "preflight_work_dir_min_free_gib": 1,
+                # Lab images carry apt's lists and the packages the roles install: no network needed.
+                "docker_apt_update_cache": False,
+                "git_lfs_apt_update_cache": False,
             },
         }
     }
