@@ -13,6 +13,8 @@ setup:
 demo: setup
 	npufleet lab up --nodes $(LAB_NODES)
 	npufleet up
+	@echo "demo: running site.yml again: nothing should change"
+	npufleet up
 	@echo "demo: the lab is still up; 'make lab-down' removes it"
 
 lab-down:
@@ -37,3 +39,4 @@ test: lint lab-tests molecule
 
 bench: setup
 	python benchmarks/lab_and_preflight.py
+	python benchmarks/site_setup.py

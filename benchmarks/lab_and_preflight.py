@@ -52,7 +52,7 @@ def main() -> int:
     rows: list[dict] = []
 
     if not args.skip_cold:
-        tag = image.Recipe().tag
+        tag = image.Recipe(flavour="bare").tag
         if image.image_exists(client, tag):
             client.images.remove(tag)
         seconds = timed(lambda: nodes.up(LAB, nodes=2, inventory=inventory))

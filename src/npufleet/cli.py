@@ -100,6 +100,7 @@ def _run(playbook: str, args: argparse.Namespace) -> int:
             inventory,
             extravars=extravars,
             check=args.check,
+            diff=args.diff,
             limit=args.limit,
             tags=args.tags,
             on_event=show,
@@ -152,9 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--chip", default="910B3", help="chip type npu-smi reports (default 910B3)")
     up.add_argument(
         "--flavour",
-        default="full",
+        default="bare",
         choices=nodes.FLAVOURS,
-        help="full: Docker installed (default); bare: none",
+        help="bare: a fresh server, site.yml installs Docker (default); full: Docker already installed",
     )
     lab_sub.add_parser("status", parents=[common], help="list the nodes")
     down = lab_sub.add_parser("down", parents=[common, where], help="remove everything the lab made")
@@ -188,6 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
         run.add_argument("-t", "--tags", help="only tasks with these tags")
         run.add_argument("-e", "--extra-var", dest="extra_vars", action="append", metavar="KEY=VALUE")
         run.add_argument("--check", action="store_true", help="Ansible check mode: report, change nothing")
+        run.add_argument("--diff", action="store_true", help="show what files would change (with --check)")
         run.set_defaults(func=lambda args, playbook=playbook: _run(playbook, args))
     return parser
 

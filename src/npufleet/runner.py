@@ -61,10 +61,12 @@ def run_playbook(
     *,
     extravars: dict | None = None,
     check: bool = False,
+    diff: bool = False,
     limit: str | None = None,
     tags: str | None = None,
     on_event: Callable[[dict], None] | None = None,
     data_dir: Path | None = None,
+    env: dict[str, str] | None = None,
 ) -> RunResult:
     """Run ``playbooks/<playbook>`` (or a playbook at an absolute path) on ``inventory``, and collect
     what each host did."""
@@ -92,6 +94,8 @@ def run_playbook(
     cmdline = []
     if check:
         cmdline.append("--check")
+    if diff:
+        cmdline.append("--diff")
     runner = ansible_runner.run(
         private_data_dir=str(private),
         project_dir=str(root),
@@ -106,7 +110,8 @@ def run_playbook(
             "ANSIBLE_NOCOLOR": "1",
             # ansible-playbook lives beside this interpreter (the project's virtualenv).
             "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
-        },
+        }
+        | (env or {}),
         event_handler=handle,
         quiet=True,
         suppress_env_files=True,

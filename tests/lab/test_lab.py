@@ -29,9 +29,9 @@ def test_nodes_are_up_with_their_own_addresses(lab_inventory):
 def test_second_up_uses_the_cached_image_and_keeps_the_nodes(lab_inventory):
     client = docker.from_env()
     before = {c.name: c.id for c in client.containers.list(filters={"label": f"{nodes.LABEL}={LAB}"})}
-    tag, built = image.build(client)
+    tag, built = image.build(client, image.Recipe(flavour="full"))
     assert not built and image.image_exists(client, tag)
-    nodes.up(LAB, nodes=2, inventory=lab_inventory)
+    nodes.up(LAB, nodes=2, inventory=lab_inventory, flavour="full")
     after = {c.name: c.id for c in client.containers.list(filters={"label": f"{nodes.LABEL}={LAB}"})}
     assert after == before
 

@@ -143,7 +143,7 @@ def build(client: docker.DockerClient, recipe: Recipe | None = None, force: bool
             [
                 "debootstrap",
                 "--variant=minbase",
-                f"--include={','.join(recipe.packages)}",
+                f"--include={','.join(recipe.installed)}",
                 recipe.suite,
                 str(rootfs),
                 recipe.mirror,

@@ -127,11 +127,12 @@ def up(
     chip: str = "910B3",
     *,
     inventory: Path | None = None,
-    flavour: str = "full",
+    flavour: str = "bare",
 ) -> list[Node]:
     """Start (or complete) a lab of ``nodes`` nodes; nodes that already run are left alone.
 
-    ``flavour`` "full" nodes have a Docker engine; "bare" nodes have none (for the docker role).
+    ``flavour`` "bare" nodes are fresh servers without Docker (site.yml installs it); "full" nodes
+    come with a Docker engine running.
     """
     if not 1 <= nodes <= 16:
         raise ValueError(f"--nodes must be between 1 and 16, got {nodes}")
@@ -330,6 +331,11 @@ def fault(lab: str, name: str, kind: str, npu: int = 0, value: str | None = None
         write_state(container, npu_state.with_error(state, message))
         return f"{name}: npu-smi now fails with {message!r}"
     if kind == "held":
+        if _exec(container, ["sh", "-c", "command -v docker"], check=False)[0] != 0:
+            raise LabError(
+                f"{name} has no Docker engine to start a container with: run 'npufleet up' first "
+                "(it installs Docker), or start the lab with --flavour full"
+            )
         _ensure_holder_image(container)
         holder = f"npufleet-lab-holder-davinci{npu}"
         _exec(

@@ -1,0 +1,93 @@
+"""site.yml (preflight, then node setup) on fresh lab nodes without Docker: check mode first,
+then a real run from scratch, a no-op re-run, and a reboot."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import docker
+import pytest
+
+from npufleet.lab import nodes
+from npufleet.runner import run_playbook
+
+pytestmark = pytest.mark.lab
+LAB = "npufleet-test-setup"
+PLAYBOOKS = Path(__file__).resolve().parents[1] / "playbooks"
+
+
+@pytest.fixture(scope="module")
+def fresh_lab(tmp_path_factory):
+    inventory = tmp_path_factory.mktemp("setup") / "hosts.yml"
+    nodes.up(LAB, nodes=2, inventory=inventory, flavour="bare")
+    yield inventory
+    nodes.down(LAB, inventory)
+
+
+def node_exec(name: str, command: str) -> tuple[int, str]:
+    result = docker.from_env().containers.get(name).exec_run(["sh", "-c", command])
+    return result.exit_code, result.output.decode().strip()
+
+
+def fingerprint(name: str) -> str:
+    """What node setup would change, read without changing it."""
+    return node_exec(
+        name,
+        "command -v docker; ls /etc/docker /etc/sysctl.d /usr/local/sbin 2>&1;"
+        " cat /proc/sys/net/ipv4/ip_forward; iptables -S 2>&1 | sort;"
+        " command -v git-lfs; cat /etc/gitconfig 2>&1",
+    )[1]
+
+
+def test_check_diff_on_fresh_nodes_lists_changes_and_changes_nothing(fresh_lab):
+    names = [f"{LAB}-node1", f"{LAB}-node2"]
+    before = {name: fingerprint(name) for name in names}
+    events: list[dict] = []
+    result = run_playbook("site.yml", fresh_lab, check=True, diff=True, on_event=events.append)
+    assert result.succeeded, result.first_failure()
+    assert all(host.changed >= 5 for host in result.hosts.values())
+    changed_tasks = {
+        e["event_data"]["task"]
+        for e in events
+        if e["event"] == "runner_on_ok" and e["event_data"]["res"].get("changed")
+    }
+    assert {
+        "Install the Docker packages",
+        "Write the daemon configuration, keeping keys set by others",
+        "Turn on IPv4 forwarding, persistent and applied",
+        "Install the packages",
+    } <= changed_tasks
+    diffs = [e for e in events if e["event"] == "runner_on_ok" and e["event_data"]["res"].get("diff")]
+    assert any('"live-restore": true' in str(e["event_data"]["res"]["diff"]) for e in diffs)
+    assert {name: fingerprint(name) for name in names} == before
+
+
+def test_site_converges_from_scratch_then_changes_nothing(fresh_lab):
+    first = run_playbook("site.yml", fresh_lab)
+    assert first.succeeded, first.first_failure()
+    assert all(host.changed > 0 for host in first.hosts.values())
+    second = run_playbook("site.yml", fresh_lab)
+    assert second.succeeded, second.first_failure()
+    assert {name: host.changed for name, host in second.hosts.items()} == {
+        f"{LAB}-node1": 0,
+        f"{LAB}-node2": 0,
+    }
+
+
+def test_settings_survive_a_reboot(fresh_lab):
+    name = f"{LAB}-node2"
+    docker.from_env().containers.get(name).restart()
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if node_exec(name, "systemctl is-active npufleet-metadata-guard")[0] == 0:
+            break
+        time.sleep(1)
+    assert node_exec(name, "iptables -C DOCKER-USER -d 169.254.169.254/32 -j DROP")[0] == 0
+    assert node_exec(name, "cat /proc/sys/net/ipv4/ip_forward")[1] == "1"
+    assert node_exec(name, "docker info --format '{{.LiveRestoreEnabled}}'")[1] == "true"
+
+
+def test_platform_choices_for_systems_without_a_lab_image(fresh_lab):
+    result = run_playbook(str(PLAYBOOKS / "platform_choices.yml"), fresh_lab, limit=f"{LAB}-node1")
+    assert result.succeeded, result.first_failure()
