@@ -49,6 +49,8 @@ class Recipe:
                 [self.suite, self.flavour, self.packages, self.cached_packages, self.revision, self.extra]
             ).encode()
         )
+        # The build procedure is part of the recipe: a change to it makes a new image.
+        content.update(Path(__file__).read_bytes())
         for name in self.files:
             content.update(name.encode())
             content.update((FILES / name).read_bytes())
