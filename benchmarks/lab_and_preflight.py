@@ -10,14 +10,12 @@ noisy and only figures from one run on one machine compare.
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import statistics
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import docker
+import results_io
 from rich.console import Console
 from rich.table import Table
 
@@ -43,7 +41,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3, help="runs per warm figure (median reported)")
     parser.add_argument("--skip-cold", action="store_true", help="keep the cached image; no cold figure")
-    parser.add_argument("--output", type=Path, default=Path(__file__).parent / "results")
+    parser.add_argument("--output", type=Path, default=results_io.RESULTS)
     args = parser.parse_args()
 
     client = docker.from_env()
@@ -84,20 +82,12 @@ def main() -> int:
         )
         nodes.down(LAB, inventory)
 
-    machine = {
-        "host": platform.node(),
-        "cpus": len(__import__("os").sched_getaffinity(0)),
-        "python": platform.python_version(),
-        "docker": client.version().get("Version"),
-    }
+    machine = results_io.machine() | {"docker": client.version().get("Version")}
     table = Table("measurement", "runs", "median s", title=f"on {machine['host']} ({machine['cpus']} CPUs)")
     for row in rows:
         table.add_row(row["what"], str(row["runs"]), f"{row['median_s']:.1f}")
     Console().print(table)
-    args.output.mkdir(parents=True, exist_ok=True)
-    out = args.output / f"lab_and_preflight-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
-    out.write_text(json.dumps({"machine": machine, "results": rows}, indent=2))
-    print(f"wrote {out}")
+    print(f"wrote {results_io.write('lab_and_preflight', machine, rows, args.output)}")
     return 0
 
 

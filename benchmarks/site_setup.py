@@ -10,14 +10,11 @@ same nodes in one run, so their ratio is measured side by side on one machine.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import statistics
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
+import results_io
 from rich.console import Console
 from rich.table import Table
 
@@ -49,7 +46,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nodes", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--repeat", type=int, default=2, help="no-op re-runs of each kind (median reported)")
-    parser.add_argument("--output", type=Path, default=Path(__file__).parent / "results")
+    parser.add_argument("--output", type=Path, default=results_io.RESULTS)
     args = parser.parse_args()
 
     inventory = Path("/tmp") / f"{LAB}-hosts.yml"
@@ -80,11 +77,7 @@ def main() -> int:
         )
         nodes.down(LAB, inventory)
 
-    machine = {
-        "host": platform.node(),
-        "cpus": len(os.sched_getaffinity(0)),
-        "python": platform.python_version(),
-    }
+    machine = results_io.machine()
     table = Table(
         "nodes",
         "first run s",
@@ -104,10 +97,7 @@ def main() -> int:
             f"{row['stock_over_tuned']:.2f}",
         )
     Console().print(table)
-    args.output.mkdir(parents=True, exist_ok=True)
-    out = args.output / f"site_setup-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
-    out.write_text(json.dumps({"machine": machine, "results": rows}, indent=2))
-    print(f"wrote {out}")
+    print(f"wrote {results_io.write('site_setup', machine, rows, args.output)}")
     return 0
 
 
