@@ -122,6 +122,10 @@ def _run(playbook: str, args: argparse.Namespace) -> int:
                 host, str(res.ok), str(res.changed), str(res.failed), str(res.unreachable), str(res.skipped)
             )
         Console().print(table)
+        if args.check:
+            for host, res in sorted(result.hosts.items()):
+                for task in res.changed_tasks:
+                    console.print(f"would change on {host}: {task}", highlight=False)
     if not result.succeeded:
         console.print(f"[red]npufleet: {result.first_failure()}[/red]", highlight=False)
         return EXIT_FAILED

@@ -22,6 +22,7 @@ class HostResult:
     unreachable: int = 0
     skipped: int = 0
     failures: list[dict] = field(default_factory=list)
+    changed_tasks: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -82,11 +83,14 @@ def run_playbook(
     hosts: dict[str, HostResult] = {}
 
     def handle(event: dict) -> bool:
-        if event.get("event") in ("runner_on_failed", "runner_on_unreachable"):
-            data = event.get("event_data", {})
-            if not data.get("ignore_errors"):
-                host, failure = _failure(event)
-                hosts.setdefault(host, HostResult()).failures.append(failure)
+        data = event.get("event_data", {})
+        if event.get("event") == "runner_on_ok" and (data.get("res") or {}).get("changed"):
+            hosts.setdefault(data.get("host", "?"), HostResult()).changed_tasks.append(data.get("task", "?"))
+        if event.get("event") in ("runner_on_failed", "runner_on_unreachable") and not data.get(
+            "ignore_errors"
+        ):
+            host, failure = _failure(event)
+            hosts.setdefault(host, HostResult()).failures.append(failure)
         if on_event:
             on_event(event)
         return True
