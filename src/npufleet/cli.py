@@ -23,7 +23,7 @@ from npufleet.runner import run_playbook
 EXIT_FAILED, EXIT_USAGE, EXIT_ENVIRONMENT = 1, 2, 3
 DEFAULT_LAB = "npufleet-lab"
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 
 
 def _print_json(data: object) -> None:
