@@ -1,4 +1,5 @@
-"""Simulated Ascend nodes on the local Docker engine: systemd containers with Docker inside.
+"""Simulated Ascend nodes on the local Docker engine: systemd containers (the "full" flavour also
+runs a Docker engine inside).
 
 Everything the lab creates carries the label ``npufleet.lab=<lab name>``, and ``down`` removes
 exactly what carries it (plus the inventory file it wrote), nothing else.
