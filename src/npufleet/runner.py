@@ -66,7 +66,6 @@ def run_playbook(
     limit: str | None = None,
     tags: str | None = None,
     on_event: Callable[[dict], None] | None = None,
-    data_dir: Path | None = None,
     env: dict[str, str] | None = None,
 ) -> RunResult:
     """Run ``playbooks/<playbook>`` (or a playbook at an absolute path) on ``inventory``, and collect
@@ -79,7 +78,7 @@ def run_playbook(
         raise FileNotFoundError(
             f"inventory {inventory} does not exist: run 'npufleet lab up' or pass --inventory"
         )
-    private = data_dir or Path(tempfile.mkdtemp(prefix="npufleet-run-"))
+    private = Path(tempfile.mkdtemp(prefix="npufleet-run-"))
     hosts: dict[str, HostResult] = {}
 
     def handle(event: dict) -> bool:

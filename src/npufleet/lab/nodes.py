@@ -94,26 +94,16 @@ def write_state(container, state: dict) -> None:
     _exec(container, ["/usr/local/lib/npufleet-lab/npu_sim.py", "--sync"])
 
 
-def _wait_booted(container) -> None:
+def _wait_for(container, cmd: list[str], done, what: str) -> None:
+    """Run ``cmd`` in the node until ``done(exit_code, output)`` holds, or fail after BOOT_TIMEOUT_S."""
     deadline = time.monotonic() + BOOT_TIMEOUT_S
-    state = ""
+    output = ""
     while time.monotonic() < deadline:
-        _, output = _exec(container, ["systemctl", "is-system-running"], check=False)
-        state = output.strip()
-        if state in ("running", "degraded"):
+        code, output = _exec(container, cmd, check=False)
+        if done(code, output.strip()):
             return
         time.sleep(0.5)
-    raise LabError(f"{container.name}: systemd did not finish booting in {BOOT_TIMEOUT_S}s (state {state!r})")
-
-
-def _wait_docker(container) -> None:
-    deadline = time.monotonic() + BOOT_TIMEOUT_S
-    while time.monotonic() < deadline:
-        code, _ = _exec(container, ["docker", "info", "--format", "{{.ServerVersion}}"], check=False)
-        if code == 0:
-            return
-        time.sleep(0.5)
-    raise LabError(f"{container.name}: the Docker engine inside the node did not answer in {BOOT_TIMEOUT_S}s")
+    raise LabError(f"{container.name}: {what} in {BOOT_TIMEOUT_S}s (last answer {output.strip()!r})")
 
 
 def _address(container, network: str) -> str | None:
@@ -183,12 +173,22 @@ def up(
         started.append(container)
 
     for container in started:
-        _wait_booted(container)
+        _wait_for(
+            container,
+            ["systemctl", "is-system-running"],
+            lambda _, state: state in ("running", "degraded"),
+            "systemd did not finish booting",
+        )
         write_state(container, state)
         _exec(container, ["mkdir", "-p", WORK_DIR])
     if flavour == "full":
         for container in started:
-            _wait_docker(container)
+            _wait_for(
+                container,
+                ["docker", "info", "--format", "{{.ServerVersion}}"],
+                lambda code, _: code == 0,
+                "the Docker engine inside the node did not answer",
+            )
     result = status(lab)
     write_inventory(result, inventory or default_inventory(), lab, npus, chip)
     return result
@@ -357,12 +357,12 @@ def fault(lab: str, name: str, kind: str, npu: int = 0, value: str | None = None
         return f"{name}: container {holder} inside the node holds /dev/davinci{npu}"
     if kind == "disk":
         size_mb = int(value or "64")
-        path = WORK_DIR
-        _exec(container, ["mkdir", "-p", path])
+        _exec(container, ["mkdir", "-p", WORK_DIR])
         _exec(
-            container, ["mount", "-t", "tmpfs", "-o", f"size={size_mb}m,mode=0755", "npufleet-lab-disk", path]
+            container,
+            ["mount", "-t", "tmpfs", "-o", f"size={size_mb}m,mode=0755", "npufleet-lab-disk", WORK_DIR],
         )
-        return f"{name}: {path} now has {size_mb} MiB of space"
+        return f"{name}: {WORK_DIR} now has {size_mb} MiB of space"
     if kind == "clear":
         _exec(
             container,
