@@ -23,6 +23,12 @@ options:
       - Path of npu-smi.
       - By default it is looked up on E(PATH) and in C(/usr/local/sbin) and C(/usr/local/bin).
     type: path
+  container:
+    description:
+      - Run npu-smi inside this running Docker container (C(docker exec)) instead of on the node, to
+        see the NPUs the container was given.
+      - O(executable) is then a path inside the container (default C(npu-smi) on its E(PATH)).
+    type: str
   board:
     description: Also run C(npu-smi info -t board -i N) for every NPU.
     type: bool
@@ -54,6 +60,11 @@ EXAMPLES = r"""
 - name: Show the driver version and the NPU count
   ansible.builtin.debug:
     msg: "{{ npu.driver_version }}: {{ npu.count }} NPUs"
+
+- name: See which NPUs a container was given
+  npu_smi_info:
+    container: llm-train
+  register: in_container
 
 - name: Read board details too, with npu-smi at a custom path
   npu_smi_info:
@@ -158,6 +169,11 @@ class NpuSmi:
 
     def __init__(self, module: AnsibleModule) -> None:
         self.module = module
+        self.prefix = []
+        if module.params["container"]:
+            self.prefix = [module.get_bin_path("docker", required=True), "exec", module.params["container"]]
+            self.executable = module.params["executable"] or "npu-smi"
+            return
         self.executable = module.params["executable"] or module.get_bin_path("npu-smi", opt_dirs=SEARCH_PATHS)
         if not self.executable:
             module.fail_json(
@@ -170,7 +186,7 @@ class NpuSmi:
             )
 
     def run(self, *args: str):
-        cmd = [self.executable, "info", *args]
+        cmd = [*self.prefix, self.executable, "info", *args]
         rc, out, err = self.module.run_command(cmd, environ_update={"LC_ALL": "C"})
         return cmd, rc, out, err
 
@@ -199,6 +215,7 @@ def main() -> None:
     module = AnsibleModule(
         argument_spec={
             "executable": {"type": "path"},
+            "container": {"type": "str"},
             "board": {"type": "bool", "default": False},
             "usages": {"type": "bool", "default": False},
             "mapping": {"type": "bool", "default": False},

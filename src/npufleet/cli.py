@@ -44,7 +44,13 @@ def cmd_lab(args: argparse.Namespace) -> int:
     if args.action == "up":
         with console.status(f"starting {args.nodes} lab node(s) with {args.npus} x {args.chip} each"):
             found = nodes.up(
-                args.lab, args.nodes, args.npus, args.chip, inventory=inventory, flavour=args.flavour
+                args.lab,
+                args.nodes,
+                args.npus,
+                args.chip,
+                inventory=inventory,
+                flavour=args.flavour,
+                with_registry=args.registry,
             )
         if args.json:
             _print_json({"nodes": found, "inventory": str(inventory or nodes.default_inventory())})
@@ -160,6 +166,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="bare",
         choices=nodes.FLAVOURS,
         help="bare: a fresh server, site.yml installs Docker (default); full: Docker already installed",
+    )
+    up.add_argument(
+        "--no-registry",
+        dest="registry",
+        action="store_false",
+        help="skip the lab registry and its workload image (the image stage then needs your own)",
     )
     lab_sub.add_parser("status", parents=[common], help="list the nodes")
     down = lab_sub.add_parser("down", parents=[common, where], help="remove everything the lab made")

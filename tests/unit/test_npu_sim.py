@@ -120,3 +120,25 @@ def test_sync_makes_device_nodes_and_driver_tree(emulate, tmp_path):
 def test_bad_lab_input_is_refused_with_the_fix(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_a_container_sees_only_its_mapped_npus(tmp_path):
+    """In a container that maps /dev/davinci2 and /dev/davinci5, npu-smi lists NPUs 2 and 5 (host ids)."""
+    dev = tmp_path / "dev"
+    dev.mkdir()
+    for name in ("davinci_manager", "davinci2", "davinci5"):
+        (dev / name).touch()
+    root = tmp_path / "root"
+    state_copy = root / "usr/local/Ascend/driver/npufleet-lab-state.json"
+    state_copy.parent.mkdir(parents=True)
+    state_copy.write_text(json.dumps(npu_state.initial_state("910B3", 8)))
+    env = os.environ | {
+        "NPU_SIM_STATE": str(tmp_path / "absent.json"),
+        "NPU_SIM_DEV": str(dev),
+        "NPU_SIM_ROOT": str(root),
+    }
+    out = subprocess.run(
+        [sys.executable, str(EMULATOR), "info"], env=env, capture_output=True, text=True, check=True
+    ).stdout
+    info = parse_info(out)
+    assert [npu["id"] for npu in info["npus"]] == [2, 5]

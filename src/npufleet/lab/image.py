@@ -36,7 +36,7 @@ class Recipe:
         "iptables", "kmod", "ca-certificates", "sudo", "busybox-static", "curl", "xz-utils",
     )  # fmt: skip
     # Downloaded into apt's cache at build time, so roles install them in tests without a network.
-    cached_packages: tuple[str, ...] = ("docker.io", "git", "git-lfs")
+    cached_packages: tuple[str, ...] = ("docker.io", "python3-requests", "git", "git-lfs")
     files: tuple[str, ...] = ("npu_sim.py", "npufleet-npu-sim.service", "npufleet-procsys-rw.service")
     revision: int = 1
     extra: dict = field(default_factory=dict)
@@ -62,7 +62,21 @@ class Recipe:
 
     @property
     def installed(self) -> tuple[str, ...]:
-        return self.packages + (("docker.io",) if self.flavour == "full" else ())
+        return self.packages + FLAVOUR_PACKAGES[self.flavour]
+
+    @property
+    def to_cache(self) -> tuple[str, ...]:
+        # The registry is not a node that roles set up: nothing waits in its apt cache.
+        return () if self.flavour == "registry" else self.cached_packages
+
+
+# What each flavour installs beyond the base packages. "registry" is the lab's image registry:
+# Debian's docker-registry (distribution 2.8) with htpasswd for the authenticated endpoint.
+FLAVOUR_PACKAGES: dict[str, tuple[str, ...]] = {
+    "full": ("docker.io", "python3-requests"),
+    "bare": (),
+    "registry": ("docker-registry", "apache2-utils"),
+}
 
 
 def image_exists(client: docker.DockerClient, tag: str) -> bool:
@@ -155,7 +169,8 @@ def build(client: docker.DockerClient, recipe: Recipe | None = None, force: bool
             text=True,
         )
         _install_files(rootfs)
-        _cache_packages(rootfs, recipe.cached_packages)
+        if recipe.to_cache:
+            _cache_packages(rootfs, recipe.to_cache)
         archive = workdir / "rootfs.tar"
         subprocess.run(["tar", "-C", str(rootfs), "--numeric-owner", "-cf", str(archive), "."], check=True)
         repository, _, version = tag.partition(":")

@@ -7,11 +7,8 @@ exactly what carries it (plus the inventory file it wrote), nothing else.
 
 from __future__ import annotations
 
-import io
 import json
 import logging
-import tarfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,20 +16,20 @@ import docker
 import docker.errors
 import yaml
 
-from npufleet.lab import image, npu_state
+from npufleet.lab import image, npu_state, registry
+from npufleet.lab.containers import LABEL, LabError, run_systemd_container, wait_booted
+from npufleet.lab.containers import exec_in as _exec
+from npufleet.lab.containers import put_file as _put_file
+from npufleet.lab.containers import wait_for as _wait_for
 
 log = logging.getLogger(__name__)
 
-LABEL = "npufleet.lab"
 STATE_PATH = "/var/lib/npufleet-lab/state.json"
 WORK_DIR = "/home/ma-user/ws"
 HOLDER_IMAGE = "npufleet-lab/device-holder:1"
-BOOT_TIMEOUT_S = 90
 FLAVOURS = ("full", "bare")
-
-
-class LabError(RuntimeError):
-    """Something the user can fix: the message says what."""
+NODE_LABEL = "npufleet.lab.node"
+DAEMON_JSON = "/etc/docker/daemon.json"
 
 
 @dataclass
@@ -59,29 +56,10 @@ def node_name(lab: str, index: int) -> str:
     return f"{lab}-node{index}"
 
 
-def _containers(client: docker.DockerClient, lab: str) -> list:
-    found = client.containers.list(all=True, filters={"label": f"{LABEL}={lab}"})
+def _containers(client: docker.DockerClient, lab: str, nodes_only: bool = True) -> list:
+    labels = [f"{LABEL}={lab}", NODE_LABEL] if nodes_only else [f"{LABEL}={lab}"]
+    found = client.containers.list(all=True, filters={"label": labels})
     return sorted(found, key=lambda c: c.name)
-
-
-def _exec(container, cmd: list[str], check: bool = True) -> tuple[int, str]:
-    result = container.exec_run(cmd, environment={"LC_ALL": "C"})
-    output = result.output.decode(errors="replace")
-    if check and result.exit_code != 0:
-        raise LabError(f"{container.name}: {' '.join(cmd)} failed ({result.exit_code}): {output.strip()}")
-    return result.exit_code, output
-
-
-def _put_file(container, path: str, content: bytes, mode: int = 0o644) -> None:
-    folder, _, name = path.rpartition("/")
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as archive:
-        info = tarfile.TarInfo(name)
-        info.size = len(content)
-        info.mode = mode
-        info.mtime = int(time.time())
-        archive.addfile(info, io.BytesIO(content))
-    container.put_archive(folder or "/", buffer.getvalue())
 
 
 def read_state(container) -> dict:
@@ -92,18 +70,6 @@ def read_state(container) -> dict:
 def write_state(container, state: dict) -> None:
     _put_file(container, STATE_PATH, json.dumps(state, indent=2).encode())
     _exec(container, ["/usr/local/lib/npufleet-lab/npu_sim.py", "--sync"])
-
-
-def _wait_for(container, cmd: list[str], done, what: str) -> None:
-    """Run ``cmd`` in the node until ``done(exit_code, output)`` holds, or fail after BOOT_TIMEOUT_S."""
-    deadline = time.monotonic() + BOOT_TIMEOUT_S
-    output = ""
-    while time.monotonic() < deadline:
-        code, output = _exec(container, cmd, check=False)
-        if done(code, output.strip()):
-            return
-        time.sleep(0.5)
-    raise LabError(f"{container.name}: {what} in {BOOT_TIMEOUT_S}s (last answer {output.strip()!r})")
 
 
 def _address(container, network: str) -> str | None:
@@ -119,11 +85,13 @@ def up(
     *,
     inventory: Path | None = None,
     flavour: str = "bare",
+    with_registry: bool = True,
 ) -> list[Node]:
     """Start (or complete) a lab of ``nodes`` nodes; nodes that already run are left alone.
 
     ``flavour`` "bare" nodes are fresh servers without Docker (site.yml installs it); "full" nodes
-    come with a Docker engine running.
+    come with a Docker engine running. ``with_registry`` also starts the lab's registry and pushes
+    the workload image into it (the inventory then points the image stage at it).
     """
     if not 1 <= nodes <= 16:
         raise ValueError(f"--nodes must be between 1 and 16, got {nodes}")
@@ -151,47 +119,49 @@ def up(
         except docker.errors.NotFound:
             pass
         volume = client.volumes.create(f"{name}-docker", labels=labels)
-        container = client.containers.run(
+        container = run_systemd_container(
+            client,
             tag,
-            name=name,
-            hostname=name,
-            stop_signal="SIGRTMIN+3",  # what systemd as PID 1 shuts down on
-            detach=True,
-            labels=labels | {"npufleet.lab.node": str(index)},
+            name,
             network=network.name,
-            # LAB.md: --privileged fails on these machines; ALL capabilities minus SYS_RESOURCE works.
-            cap_add=["ALL"],
-            cap_drop=["SYS_RESOURCE"],
-            security_opt=["seccomp=unconfined", "apparmor=unconfined"],
-            cgroupns="host",
-            volumes={
-                "/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "rw"},
-                volume.name: {"bind": "/var/lib/docker", "mode": "rw"},
-            },
-            tmpfs={"/run": "", "/run/lock": "", "/tmp": ""},
+            labels=labels | {NODE_LABEL: str(index)},
+            volumes={volume.name: {"bind": "/var/lib/docker", "mode": "rw"}},
         )
         started.append(container)
 
     for container in started:
-        _wait_for(
-            container,
-            ["systemctl", "is-system-running"],
-            lambda _, state: state in ("running", "degraded"),
-            "systemd did not finish booting",
-        )
+        wait_booted(container)
         write_state(container, state)
         _exec(container, ["mkdir", "-p", WORK_DIR])
+    lab_registry = None
+    if with_registry:
+        lab_registry = registry.ensure(client, lab, network.name)
     if flavour == "full":
         for container in started:
+            if lab_registry is not None:
+                # What the docker role writes on bare nodes: the lab registry speaks plain HTTP.
+                options = json.dumps(_daemon_options(lab_registry), indent=2)
+                _put_file(container, DAEMON_JSON, options.encode())
+                _exec(container, ["systemctl", "restart", "docker"])
             _wait_for(
                 container,
                 ["docker", "info", "--format", "{{.ServerVersion}}"],
                 lambda code, _: code == 0,
                 "the Docker engine inside the node did not answer",
             )
+    workload = None
+    if lab_registry is not None:
+        version, digest = registry.push(
+            client, lab_registry, registry.build_workload(client), registry.WORKLOAD_REPOSITORY
+        )
+        workload = {"registry": lab_registry, "version": version, "digest": digest}
     result = status(lab)
-    write_inventory(result, inventory or default_inventory(), lab, npus, chip)
+    write_inventory(result, inventory or default_inventory(), lab, npus, chip, workload=workload)
     return result
+
+
+def _daemon_options(lab_registry: registry.Registry) -> dict:
+    return {"insecure-registries": [lab_registry.open_endpoint, lab_registry.auth_endpoint]}
 
 
 def status(lab: str = "npufleet-lab") -> list[Node]:
@@ -213,7 +183,7 @@ def down(lab: str = "npufleet-lab", inventory: Path | None = None, purge: bool =
     also the cached node images."""
     client = _client()
     removed = {"containers": [], "networks": [], "volumes": []}
-    for container in _containers(client, lab):
+    for container in _containers(client, lab, nodes_only=False):
         container.remove(force=True, v=True)
         removed["containers"].append(container.name)
     for network in client.networks.list(filters={"label": f"{LABEL}={lab}"}):
@@ -251,7 +221,9 @@ def _written_by_lab(path: Path, lab: str) -> bool:
     return path.read_text(encoding="utf-8").startswith(f"{_MARKER} for lab {lab}")
 
 
-def write_inventory(nodes: list[Node], path: Path, lab: str, npus: int, chip: str) -> None:
+def write_inventory(
+    nodes: list[Node], path: Path, lab: str, npus: int, chip: str, *, workload: dict | None = None
+) -> None:
     hosts = {node.name: {"ansible_host": node.name, "npufleet_node_address": node.address} for node in nodes}
     content = {
         "all": {
@@ -271,6 +243,19 @@ def write_inventory(nodes: list[Node], path: Path, lab: str, npus: int, chip: st
             },
         }
     }
+    if workload is not None:
+        lab_registry = workload["registry"]
+        content["all"]["vars"] |= {
+            "npufleet_lab_registry": lab_registry.open_endpoint,
+            "npufleet_lab_registry_auth": lab_registry.auth_endpoint,
+            "docker_insecure_registries": _daemon_options(lab_registry)["insecure-registries"],
+            # The image stage pulls the lab's workload image; containerd pulls it over plain HTTP.
+            "image_name": f"{lab_registry.open_endpoint}/{registry.WORKLOAD_REPOSITORY}",
+            "image_tag": workload["version"],
+            "image_digest": workload["digest"],
+            "image_registry_plain_http": True,
+            "image_min_free_gib": 2,
+        }
     path.parent.mkdir(parents=True, exist_ok=True)
     text = yaml.safe_dump(content, sort_keys=False, default_flow_style=False)
     path.write_text(

@@ -33,8 +33,23 @@ MANAGER_DEVICES = {"davinci_manager": (237, 0), "devmm_svm": (238, 0), "hisi_hdc
 WIDTH = 96  # inner width of the 910B/A2 table between the outer bars
 
 
+# A copy of the state inside the driver tree: a container that mounts /usr/local/Ascend/driver (as
+# NPU containers do) runs the same npu-smi and sees the same NPUs.
+DRIVER_STATE = "usr/local/Ascend/driver/npufleet-lab-state.json"
+
+
 def load_state() -> dict:
-    return json.loads(STATE_FILE.read_text(encoding="utf-8"))
+    path = STATE_FILE if STATE_FILE.exists() else ROOT / DRIVER_STATE
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def visible(state: dict) -> dict:
+    """The state as this environment sees it: like the real tool in a container, npu-smi lists only
+    the NPUs whose /dev/davinciN is present (keeping their host ids). Where there is no
+    davinci_manager at all (not a node), every NPU is listed."""
+    if not (DEV / "davinci_manager").exists():
+        return state
+    return state | {"npus": [npu for npu in state["npus"] if (DEV / f"davinci{npu['id']}").exists()]}
 
 
 DEVICE_CELLS = (27, 15, 52)
@@ -173,7 +188,7 @@ def npu_smi(argv: list[str]) -> int:
     if not argv or argv[0] != "info":
         sys.stderr.write(usage)
         return 2
-    state = load_state()
+    state = visible(load_state())
     if state.get("error"):
         # A failing driver prints one line instead of the table and exits non-zero.
         print(state["error"])
@@ -231,6 +246,7 @@ def sync() -> int:
 
     driver = ROOT / "usr/local/Ascend/driver"
     (driver / "lib64").mkdir(parents=True, exist_ok=True)
+    (ROOT / DRIVER_STATE).write_text(json.dumps(state, indent=2), encoding="utf-8")
     (driver / "version.info").write_text(
         f"Version={state['driver_version']}\nascendhal_version=7.35.19\naicpu_version=1.0\n"
         f"tdt_version=1.0\nlog_version=1.0\nprof_version=2.0\ndvppkernels_version=1.1\n"

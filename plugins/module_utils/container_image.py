@@ -1,0 +1,143 @@
+# Copyright: npufleet contributors
+# Apache License 2.0
+"""Pure logic for moving container images onto nodes: image references, reading ``ctr images ls``,
+and telling apart the ways a pull fails (each gets its own message and fix)."""
+
+from __future__ import annotations
+
+import re
+
+# What each failure kind means for the user, and whether trying again can help.
+FAILURES = {
+    "credentials": ("the registry refused the login", False),
+    "unknown_image": ("the registry has no such image", False),
+    "unreachable": ("the registry cannot be reached", True),
+    "plain_http": ("the registry speaks plain HTTP and the engine expects HTTPS", False),
+    "disk": ("too little disk", False),
+    "other": ("the engine failed", False),
+}
+
+# Checked in order: the first kind whose pattern matches the engine's message wins.
+_PATTERNS = (
+    ("disk", r"no space left on device"),
+    (
+        "credentials",
+        r"unauthorized|authentication required|incorrect username or password|401 unauthorized"
+        r"|denied: requested access|access to the resource is denied|failed to authorize",
+    ),
+    (
+        "plain_http",
+        r"server gave http response to https client|http: server gave http response"
+        r"|tls: first record does not look like a tls handshake",
+    ),
+    (
+        "unknown_image",
+        r"manifest unknown|not found: manifest|repository does not exist|name unknown"
+        r"|no such image|not found$|: not found\b|failed to resolve reference .*: not found",
+    ),
+    (
+        "unreachable",
+        r"no such host|connection refused|i/o timeout|network is unreachable|no route to host"
+        r"|tls handshake timeout|connection reset by peer|context deadline exceeded"
+        r"|temporary failure in name resolution|server misbehaving|eof$|unexpected eof"
+        r"|timeout awaiting response headers|remote end closed connection|urlopen error",
+    ),
+)
+
+
+def classify_failure(message: str) -> str:
+    """The kind of a failed pull, login or load, from the engine's own message."""
+    text = (message or "").strip().lower()
+    for kind, pattern in _PATTERNS:
+        if any(re.search(pattern, line) for line in text.splitlines() or [text]):
+            return kind
+    return "other"
+
+
+def is_retryable(kind: str) -> bool:
+    return FAILURES.get(kind, FAILURES["other"])[1]
+
+
+def failure_message(kind: str, ref: str, detail: str, registry: str, engine: str) -> str:
+    """One sentence that names the problem and the fix, then the engine's own words."""
+    fixes = {
+        "credentials": (
+            "check image_registry_username and image_registry_password (or the vaulted values) "
+            f"for {registry}"
+        ),
+        "unknown_image": f"check image_name, image_tag and image_digest: {ref} is not in {registry}",
+        "unreachable": (
+            f"check that {registry} resolves and answers from the node (proxy, security group, DNS), "
+            "or use image_source: archive, or image_fanout from a node that can reach it"
+        ),
+        "plain_http": (
+            f"list {registry} in docker_insecure_registries (docker) or set image_registry_plain_http: true "
+            "(containerd)"
+        ),
+        "disk": (
+            f"free space where {engine} keeps images (docker system prune, a bigger data disk, or "
+            "docker_data_root on the data disk)"
+        ),
+        "other": "see the engine's message",
+    }
+    what = FAILURES.get(kind, FAILURES["other"])[0]
+    short = " ".join((detail or "").split())[-600:]
+    return f"{what} ({kind}) while getting {ref}: {fixes.get(kind, fixes['other'])}. {engine} said: {short}"
+
+
+def registry_host(name: str) -> str:
+    """The registry part of an image name, as Docker decides it (docker.io when there is none)."""
+    first, sep, _ = name.partition("/")
+    if sep and ("." in first or ":" in first or first == "localhost"):
+        return first
+    return "docker.io"
+
+
+_NAME = re.compile(r"^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-]+[a-z0-9]+)*)*$")
+_TAG = re.compile(r"^[\w][\w.-]{0,127}$")
+_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+
+
+def check_reference(name: str, tag: str, digest: str) -> list[str]:
+    """Problems with an image name, tag and digest; empty when they are well formed."""
+    problems = []
+    # Host names may carry upper-case letters only in the registry part; lower-case the rest check.
+    host = registry_host(name) if "/" in name else ""
+    rest = name[len(host) + 1 :] if host and name.startswith(host + "/") else name
+    if not name or (rest and not _NAME.match(rest)):
+        problems.append(
+            f"image name {name!r} is not a repository name "
+            "(a lower-case path like registry.example.com/org/image)"
+        )
+    if "@" in name or (":" in name.rpartition("/")[2]):
+        problems.append(f"image name {name!r} carries a tag or digest: put it in image_tag or image_digest")
+    if not _TAG.match(tag or ""):
+        problems.append(f"image tag {tag!r} is not a valid tag (letters, digits, '_', '.', '-', at most 128)")
+    if digest and not _DIGEST.match(digest):
+        problems.append(f"image digest {digest!r} is not of the form sha256:<64 hex digits>")
+    return problems
+
+
+def parse_ctr_images(text: str) -> dict[str, dict]:
+    """``ctr images ls`` as {ref: {"digest", "type", "size", "platforms"}}."""
+    images = {}
+    lines = [line for line in (text or "").splitlines() if line.strip()]
+    if not lines or not lines[0].startswith("REF"):
+        return images
+    for line in lines[1:]:
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        ref, media_type, digest = fields[:3]
+        images[ref] = {"type": media_type, "digest": digest}
+    return images
+
+
+def normalize_ref(ref: str) -> str:
+    """The fully qualified form containerd stores (docker.io/library/ for short names)."""
+    host = registry_host(ref)
+    if host != "docker.io" or ref.startswith("docker.io/"):
+        return ref
+    return (
+        f"docker.io/{ref}" if "/" in ref.partition(":")[0].partition("@")[0] else f"docker.io/library/{ref}"
+    )

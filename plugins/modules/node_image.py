@@ -1,0 +1,483 @@
+#!/usr/bin/python
+# Copyright: npufleet contributors
+# Apache License 2.0
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: node_image
+short_description: Make a container image present in a node's Docker or containerd image store
+description:
+  - Gets one image onto the node it runs on, from a registry (C(docker pull), or
+    C(ctr -n k8s.io images pull) on Kubernetes nodes), from an archive on the node
+    (C(docker load), C(ctr images import)), or streamed from a URL (fan-out from another node).
+  - Does nothing when the wanted image is already there: by digest when O(digest) is given, by
+    image id when O(image_id) is given, else by name and tag.
+  - With O(state=exported), writes the image to an archive (C(docker save), C(ctr images export)).
+  - Registry credentials never reach a command line, a log or a file that outlives the task.
+    Docker logs in with C(--password-stdin) into a throw-away client configuration that is removed
+    after the pull; ctr reads the password from a pseudo-terminal, as it would from a person.
+  - Network failures are retried with exponential backoff; bad credentials, an unknown image, a
+    registry that speaks plain HTTP and too little disk fail at once, each with its own message.
+version_added: "0.2.0"
+author:
+  - npufleet contributors
+options:
+  name:
+    description:
+      - Repository, with the registry host (for example C(swr.cn-southwest-2.myhuaweicloud.com/org/image)).
+    type: str
+    required: true
+  tag:
+    description:
+      - Tag. With O(digest), the image is pulled by digest and then tagged with this tag, so
+        containers can name it the same way on every node.
+    type: str
+    default: latest
+  digest:
+    description: Manifest digest (C(sha256:...)) to pull by, and to recognise the image by.
+    type: str
+    default: ""
+  image_id:
+    description:
+      - Image id (Docker's C(sha256:...) config digest) the node must end up with; an image of that
+        name with another id is replaced. Used by fan-out, where loaded images carry no registry digest.
+    type: str
+    default: ""
+  engine:
+    description: Which image store; C(containerd) uses C(ctr) in O(namespace).
+    type: str
+    choices: [docker, containerd]
+    default: docker
+  namespace:
+    description: containerd namespace; the kubelet only sees images in C(k8s.io).
+    type: str
+    default: k8s.io
+  source:
+    description: Where the image comes from when it is missing.
+    type: str
+    choices: [registry, archive, url]
+    default: registry
+  path:
+    description:
+      - With O(source=archive), the archive on the node (a C(docker save) or OCI tarball).
+      - With O(state=exported), the archive to write.
+    type: path
+  url:
+    description: With O(source=url), an HTTP URL of an archive, streamed into the engine (no copy on disk).
+    type: str
+  username:
+    description: Registry user; with O(password), log in before pulling.
+    type: str
+    default: ""
+  password:
+    description: Registry password or token. Never logged.
+    type: str
+    default: ""
+  plain_http:
+    description:
+      - containerd only; the registry speaks HTTP.
+      - Docker reads this from its C(insecure-registries) instead.
+    type: bool
+    default: false
+  retries:
+    description: Further attempts after a network failure.
+    type: int
+    default: 3
+  backoff:
+    description: Seconds before the first retry; each later wait doubles.
+    type: float
+    default: 2.0
+  min_free_gib:
+    description: Fail before getting the image when the engine's storage has less free space than this.
+    type: float
+    default: 0
+  state:
+    description: C(present) gets the image; C(exported) writes it to O(path).
+    type: str
+    choices: [present, exported]
+    default: present
+attributes:
+  check_mode:
+    support: full
+    description: Reports whether the image would be fetched; changes nothing.
+  diff_mode:
+    support: none
+requirements:
+  - C(docker) CLI (engine=docker) or C(ctr) (engine=containerd) on the node.
+notes:
+  - Docker must list a plain-HTTP registry in C(insecure-registries) (the docker role's
+    C(docker_insecure_registries)); containerd needs O(plain_http=true).
+  - Archives loaded with C(docker load) carry no registry digest, so fan-out recognises them by O(image_id).
+"""
+
+EXAMPLES = r"""
+- name: Pull the training image after logging in (credentials from Ansible Vault)
+  node_image:
+    name: swr.cn-southwest-2.myhuaweicloud.com/ai/mindspeed-llm
+    tag: 2.0.0-cann8.0.rc3
+    username: "{{ vault_swr_user }}"
+    password: "{{ vault_swr_token }}"
+    min_free_gib: 50
+  no_log: true
+
+- name: Pull into containerd's k8s.io namespace by digest
+  node_image:
+    name: registry.example.com/ai/vllm-ascend
+    tag: v0.9.1
+    digest: sha256:4f3c...
+    engine: containerd
+
+- name: Load an image from a tarball already on the node
+  node_image:
+    name: registry.example.com/ai/vllm-ascend
+    tag: v0.9.1
+    source: archive
+    path: /data/images/vllm-ascend.tar
+"""
+
+RETURN = r"""
+ref:
+  description: The name and tag containers should use.
+  returned: always
+  type: str
+  sample: registry.example.com/ai/vllm-ascend:v0.9.1
+image_id:
+  description: Docker image id, or the manifest digest containerd lists for the image.
+  returned: when the image is present
+  type: str
+digest:
+  description: Registry digest of the image when the engine knows it.
+  returned: when the image is present
+  type: str
+action:
+  description: What was done, C(none), C(pull), C(load), C(stream) or C(export).
+  returned: always
+  type: str
+attempts:
+  description: Attempts made (more than one after network failures).
+  returned: always
+  type: int
+"""
+
+import json
+import os
+import pty
+import shutil
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.container_image import (
+    check_reference,
+    classify_failure,
+    failure_message,
+    is_retryable,
+    normalize_ref,
+    parse_ctr_images,
+    registry_host,
+)
+
+
+class ImageFailure(Exception):
+    def __init__(self, kind: str, detail: str):
+        super().__init__(detail)
+        self.kind = kind
+        self.detail = detail
+
+
+class Engine:
+    """Common steps; the docker and containerd engines fill in the commands."""
+
+    storage = "/"
+
+    def __init__(self, module: AnsibleModule):
+        self.module = module
+        self.params = module.params
+
+    def run(self, argv, data=None, env=None):
+        rc, out, err = self.module.run_command(argv, data=data, environ_update=env or {})
+        if rc != 0:
+            detail = (err or out or "").strip()
+            raise ImageFailure(classify_failure(detail), detail)
+        return out
+
+    def free_gib(self) -> float:
+        path = self.storage
+        while not os.path.exists(path):
+            path = os.path.dirname(path)
+        stats = os.statvfs(path)
+        return stats.f_bavail * stats.f_frsize / 2**30
+
+    def stream(self, argv, url: str) -> None:
+        """Feed an HTTP download into the engine's stdin, without a copy on disk."""
+        try:
+            response = urllib.request.urlopen(url, timeout=60)
+        except (urllib.error.URLError, OSError) as error:
+            raise ImageFailure("unreachable", f"{url}: {error}") from error
+        with response, tempfile.TemporaryFile() as errors:
+            process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=errors)
+            try:
+                shutil.copyfileobj(response, process.stdin, 4 * 2**20)
+                process.stdin.close()
+            except (OSError, urllib.error.URLError) as error:
+                process.kill()
+                process.wait()
+                raise ImageFailure("unreachable", f"{url}: {error}") from error
+            rc = process.wait()
+            if rc != 0:
+                errors.seek(0)
+                detail = errors.read().decode(errors="replace").strip()
+                raise ImageFailure(classify_failure(detail), detail)
+
+
+class Docker(Engine):
+    def __init__(self, module):
+        super().__init__(module)
+        self.docker = module.get_bin_path("docker", required=True)
+        self.storage = self.run([self.docker, "info", "--format", "{{.DockerRootDir}}"]).strip()
+
+    def inspect(self, ref: str):
+        rc, out, _ = self.module.run_command([self.docker, "image", "inspect", ref])
+        if rc != 0:
+            return None
+        found = json.loads(out)[0]
+        return {"id": found["Id"], "digests": found.get("RepoDigests") or []}
+
+    def present(self, ref: str, name: str, digest: str, image_id: str):
+        found = self.inspect(ref)
+        if found is None:
+            return None
+        if image_id and found["id"] != image_id:
+            return None
+        if digest and not image_id and f"{name}@{digest}" not in found["digests"]:
+            return None
+        return found
+
+    def pull(self, ref: str, source_ref: str, registry: str) -> None:
+        username, password = self.params["username"], self.params["password"]
+        config = tempfile.mkdtemp(prefix="npufleet-docker-config-")
+        try:
+            os.chmod(config, 0o700)
+            if username and password:
+                self.run(
+                    [
+                        self.docker,
+                        "--config",
+                        config,
+                        "login",
+                        "--username",
+                        username,
+                        "--password-stdin",
+                        registry,
+                    ],
+                    data=password,
+                )
+            self.run([self.docker, "--config", config, "pull", "--quiet", source_ref])
+        finally:
+            # The login lives only in this folder: nothing is left in ~/.docker/config.json.
+            shutil.rmtree(config, ignore_errors=True)
+        if source_ref != ref:
+            self.run([self.docker, "tag", source_ref, ref])
+
+    def load_archive(self, path: str) -> None:
+        self.run([self.docker, "load", "--quiet", "--input", path])
+
+    def load_url(self, url: str) -> None:
+        self.stream([self.docker, "load", "--quiet"], url)
+
+    def export(self, ref: str, path: str) -> None:
+        partial = f"{path}.partial"
+        self.run([self.docker, "save", "--output", partial, ref])
+        os.replace(partial, path)
+
+    def describe(self, found, name: str):
+        digests = [d.partition("@")[2] for d in found["digests"] if d.startswith(f"{name}@")]
+        return {"image_id": found["id"], "digest": digests[0] if digests else ""}
+
+
+class Containerd(Engine):
+    storage = "/var/lib/containerd"
+
+    def __init__(self, module):
+        super().__init__(module)
+        self.ctr = [module.get_bin_path("ctr", required=True), "--namespace", self.params["namespace"]]
+
+    def listing(self):
+        return parse_ctr_images(self.run([*self.ctr, "images", "ls"]))
+
+    def present(self, ref: str, name: str, digest: str, image_id: str):
+        found = self.listing().get(normalize_ref(ref))
+        if found is None:
+            return None
+        if digest and found["digest"] != digest:
+            return None
+        if image_id and found["digest"] != image_id:
+            return None
+        return found
+
+    def pull(self, ref: str, source_ref: str, registry: str) -> None:
+        argv = [*self.ctr, "images", "pull"]
+        if self.params["plain_http"]:
+            argv.append("--plain-http")
+        username, password = self.params["username"], self.params["password"]
+        if username and password:
+            # ctr takes "user:password" on its command line, or prompts on a terminal for the
+            # password when given only the user: a pseudo-terminal keeps it out of argv.
+            self.run_with_password([*argv, "--user", username, normalize_ref(source_ref)], password)
+        else:
+            self.run([*argv, normalize_ref(source_ref)])
+        if source_ref != ref:
+            self.run([*self.ctr, "images", "tag", "--force", normalize_ref(source_ref), normalize_ref(ref)])
+
+    def run_with_password(self, argv, password: str) -> None:
+        controller, terminal = pty.openpty()
+        try:
+            process = subprocess.Popen(
+                argv, stdin=terminal, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
+            )
+            os.close(terminal)
+            terminal = None
+            os.write(controller, password.encode() + b"\n")
+            out, err = process.communicate()
+        finally:
+            if terminal is not None:
+                os.close(terminal)
+            os.close(controller)
+        if process.returncode != 0:
+            detail = (err or out).decode(errors="replace").strip()
+            raise ImageFailure(classify_failure(detail), detail)
+
+    def load_archive(self, path: str) -> None:
+        self.run([*self.ctr, "images", "import", path])
+
+    def load_url(self, url: str) -> None:
+        self.stream([*self.ctr, "images", "import", "-"], url)
+
+    def export(self, ref: str, path: str) -> None:
+        partial = f"{path}.partial"
+        self.run([*self.ctr, "images", "export", partial, normalize_ref(ref)])
+        os.replace(partial, path)
+
+    def describe(self, found, name: str):
+        return {"image_id": found["digest"], "digest": found["digest"]}
+
+
+def with_retries(module, action):
+    """Run ``action`` until it succeeds, retrying network failures with exponential backoff."""
+    attempts = 0
+    delay = module.params["backoff"]
+    while True:
+        attempts += 1
+        try:
+            action()
+            return attempts
+        except ImageFailure as failure:
+            if not is_retryable(failure.kind) or attempts > module.params["retries"]:
+                failure.attempts = attempts
+                raise
+            time.sleep(delay)
+            delay *= 2
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec={
+            "name": {"type": "str", "required": True},
+            "tag": {"type": "str", "default": "latest"},
+            "digest": {"type": "str", "default": ""},
+            "image_id": {"type": "str", "default": ""},
+            "engine": {"type": "str", "choices": ["docker", "containerd"], "default": "docker"},
+            "namespace": {"type": "str", "default": "k8s.io"},
+            "source": {"type": "str", "choices": ["registry", "archive", "url"], "default": "registry"},
+            "path": {"type": "path"},
+            "url": {"type": "str"},
+            "username": {"type": "str", "default": ""},
+            "password": {"type": "str", "default": "", "no_log": True},
+            "plain_http": {"type": "bool", "default": False},
+            "retries": {"type": "int", "default": 3},
+            "backoff": {"type": "float", "default": 2.0},
+            "min_free_gib": {"type": "float", "default": 0},
+            "state": {"type": "str", "choices": ["present", "exported"], "default": "present"},
+        },
+        required_if=[
+            ("source", "archive", ["path"]),
+            ("source", "url", ["url"]),
+            ("state", "exported", ["path"]),
+        ],
+        required_together=[("username", "password")],
+        supports_check_mode=True,
+    )
+    params = module.params
+    name, tag, digest = params["name"], params["tag"], params["digest"]
+    problems = check_reference(name, tag, digest)
+    if params["retries"] < 0 or params["backoff"] < 0:
+        problems.append("retries and backoff must not be negative")
+    if problems:
+        module.fail_json(msg="; ".join(problems))
+    ref = f"{name}:{tag}"
+    source_ref = f"{name}@{digest}" if digest and params["source"] == "registry" else ref
+    registry = registry_host(name)
+    result = {"changed": False, "ref": ref, "action": "none", "attempts": 0}
+
+    try:
+        engine = Docker(module) if params["engine"] == "docker" else Containerd(module)
+        if params["state"] == "exported":
+            if engine.present(ref, name, "", "") is None:
+                module.fail_json(msg=f"cannot export {ref}: the node does not have it", **result)
+            result.update(changed=True, action="export")
+            if not module.check_mode:
+                engine.export(ref, params["path"])
+            module.exit_json(**result)
+
+        found = engine.present(ref, name, digest, params["image_id"])
+        if found is not None:
+            module.exit_json(**result, **engine.describe(found, name))
+        result.update(
+            changed=True, action={"registry": "pull", "archive": "load", "url": "stream"}[params["source"]]
+        )
+        if module.check_mode:
+            module.exit_json(**result)
+
+        free = engine.free_gib()
+        if free < params["min_free_gib"]:
+            raise ImageFailure(
+                "disk",
+                f"{free:.1f} GiB free on {engine.storage}, at least {params['min_free_gib']:g} GiB wanted "
+                "(image_min_free_gib)",
+            )
+        if params["source"] == "registry":
+            action = lambda: engine.pull(ref, source_ref, registry)  # noqa: E731
+        elif params["source"] == "archive":
+            if not os.path.isfile(params["path"]):
+                module.fail_json(msg=f"no image archive at {params['path']} on the node", **result)
+            action = lambda: engine.load_archive(params["path"])  # noqa: E731
+        else:
+            action = lambda: engine.load_url(params["url"])  # noqa: E731
+        result["attempts"] = with_retries(module, action)
+
+        found = engine.present(
+            ref, name, digest if params["source"] == "registry" else "", params["image_id"]
+        )
+        if found is None:
+            hint = f"the {params['source']} did not hold {ref}"
+            if params["image_id"]:
+                hint += f" with id {params['image_id']}"
+            module.fail_json(
+                msg=f"{hint}: check image_name and image_tag against what the archive carries", **result
+            )
+        module.exit_json(**result, **engine.describe(found, name))
+    except ImageFailure as failure:
+        result["attempts"] = getattr(failure, "attempts", result["attempts"])
+        module.fail_json(
+            msg=failure_message(failure.kind, source_ref, failure.detail, registry, params["engine"]),
+            failure=failure.kind,
+            **result,
+        )
+
+
+if __name__ == "__main__":
+    main()
