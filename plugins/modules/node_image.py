@@ -11,8 +11,8 @@ description:
   - Gets one image onto the node it runs on, from a registry (C(docker pull), or
     C(ctr -n k8s.io images pull) on Kubernetes nodes), from an archive on the node
     (C(docker load), C(ctr images import)), or streamed from a URL (fan-out from another node).
-  - Does nothing when the wanted image is already there: by digest when O(digest) is given, by
-    image id when O(image_id) is given, else by name and tag.
+  - Does nothing when the wanted image is already there, recognised by digest when O(digest) is
+    given, by image id when O(image_id) is given, else by name and tag.
   - With O(state=exported), writes the image to an archive (C(docker save), C(ctr images export)).
   - Registry credentials never reach a command line, a log or a file that outlives the task.
     Docker logs in with C(--password-stdin) into a throw-away client configuration that is removed
@@ -237,7 +237,7 @@ class Engine:
 class Docker(Engine):
     def __init__(self, module):
         super().__init__(module)
-        self.docker = module.get_bin_path("docker", required=True)
+        self.docker = engine_binary(module, "docker")
         self.storage = self.run([self.docker, "info", "--format", "{{.DockerRootDir}}"]).strip()
 
     def inspect(self, ref: str):
@@ -304,7 +304,7 @@ class Containerd(Engine):
 
     def __init__(self, module):
         super().__init__(module)
-        self.ctr = [module.get_bin_path("ctr", required=True), "--namespace", self.params["namespace"]]
+        self.ctr = [engine_binary(module, "ctr"), "--namespace", self.params["namespace"]]
 
     def listing(self):
         return parse_ctr_images(self.run([*self.ctr, "images", "ls"]))
@@ -364,6 +364,22 @@ class Containerd(Engine):
 
     def describe(self, found, name: str):
         return {"image_id": found["digest"], "digest": found["digest"]}
+
+
+def engine_binary(module, name: str) -> str:
+    path = module.get_bin_path(name)
+    if path:
+        return path
+    if module.check_mode:
+        # In a check-mode run of site.yml, node setup has not installed the engine yet.
+        module.exit_json(
+            changed=True, action="pull", msg=f"{name} is not installed yet: the image would be fetched"
+        )
+    module.fail_json(
+        msg=f"{name} is not installed on the node: run node setup (playbooks/node.yml) first, "
+        "or pick the right image_engine"
+    )
+    return ""
 
 
 def with_retries(module, action):

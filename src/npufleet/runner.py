@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 import tempfile
 from collections.abc import Callable
@@ -45,6 +46,9 @@ class RunResult:
         return f"ansible-playbook ended {self.status} (rc {self.rc}){detail}; see {self.artifact_dir}"
 
 
+_SECRET_KEY = re.compile(r"password|passwd|token|secret", re.IGNORECASE)
+
+
 def _failure(event: dict) -> tuple[str, dict]:
     data = event.get("event_data", {})
     res = data.get("res", {}) or {}
@@ -70,6 +74,13 @@ def run_playbook(
 ) -> RunResult:
     """Run ``playbooks/<playbook>`` (or a playbook at an absolute path) on ``inventory``, and collect
     what each host did."""
+    secret_keys = sorted(key for key in extravars or {} if _SECRET_KEY.search(key))
+    if secret_keys:
+        # ansible-runner puts extra vars on ansible-playbook's command line and in its artifacts.
+        raise ValueError(
+            f"{', '.join(secret_keys)} look like secrets: keep them in an Ansible Vault-encrypted vars file "
+            "in the inventory (group_vars), not in extra vars, which appear on the command line"
+        )
     root = project_root()
     playbook_path = Path(playbook) if Path(playbook).is_absolute() else root / "playbooks" / playbook
     if not playbook_path.is_file():

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 import yaml
 
 from npufleet.lab import nodes
-from npufleet.runner import HostResult, RunResult, _failure
+from npufleet.runner import HostResult, RunResult, _failure, run_playbook
 
 
 def event(msg, task="Report the result of the preflight checks", host="node2"):
@@ -66,3 +67,12 @@ def test_down_only_deletes_an_inventory_this_lab_wrote(tmp_path):
     assert nodes._written_by_lab(ours, "lab")
     assert not nodes._written_by_lab(other_lab, "lab")
     assert not nodes._written_by_lab(hand_written, "lab")
+
+
+def test_secrets_are_refused_as_extra_vars(tmp_path):
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text("all: {}\n")
+    with pytest.raises(
+        ValueError, match="image_registry_password look like secrets: keep them in an Ansible Vault"
+    ):
+        run_playbook("image.yml", inventory, extravars={"image_registry_password": "x", "image_tag": "1"})

@@ -214,6 +214,13 @@ def default_inventory() -> Path:
     return project_root() / "inventories" / "lab" / "hosts.yml"
 
 
+class _IndentedDumper(yaml.SafeDumper):
+    """Indents list items under their key, as yamllint (and ansible-lint) expect."""
+
+    def increase_indent(self, flow: bool = False, indentless: bool = False):
+        return super().increase_indent(flow, False)
+
+
 _MARKER = "# Written by 'npufleet lab up'"
 
 
@@ -257,7 +264,7 @@ def write_inventory(
             "image_min_free_gib": 2,
         }
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = yaml.safe_dump(content, sort_keys=False, default_flow_style=False)
+    text = yaml.dump(content, Dumper=_IndentedDumper, sort_keys=False, default_flow_style=False)
     path.write_text(
         f"{_MARKER} for lab {lab}; 'npufleet lab down' removes it.\n---\n{text}", encoding="utf-8"
     )

@@ -1,0 +1,398 @@
+"""The image and npu_container roles on the shared two-node lab, against the lab's own registry."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import docker
+import pytest
+import yaml
+
+from npufleet.lab import nodes, registry
+from npufleet.runner import run_playbook
+from tests.lab.conftest import LAB
+
+pytestmark = pytest.mark.lab
+ROOT = Path(__file__).resolve().parents[2]
+NODES = [f"{LAB}-node1", f"{LAB}-node2"]
+BIN = Path(sys.executable).parent
+
+
+def node_exec(name: str, command: str) -> tuple[int, str]:
+    result = docker.from_env().containers.get(name).exec_run(["sh", "-c", command])
+    return result.exit_code, result.output.decode(errors="replace").strip()
+
+
+def lab_vars(inventory: Path) -> dict:
+    return yaml.safe_load(inventory.read_text())["all"]["vars"]
+
+
+def workload_ref(inventory: Path) -> str:
+    found = lab_vars(inventory)
+    return f"{found['image_name']}:{found['image_tag']}"
+
+
+def forget_images(*names: str) -> None:
+    """Remove the workload image (and any container using it) from the nodes' engines."""
+    for name in names or NODES:
+        node_exec(name, "docker rm -f npufleet-workload second-workload >/dev/null 2>&1; true")
+        node_exec(name, "docker images -q 'npufleet*/*' | sort -u | xargs -r docker rmi -f >/dev/null")
+        node_exec(name, "docker images -q '*/npufleet/*' | sort -u | xargs -r docker rmi -f >/dev/null")
+        node_exec(name, "ctr -n k8s.io images ls -q | xargs -r ctr -n k8s.io images rm >/dev/null")
+
+
+def image_id(name: str, ref: str) -> str:
+    code, output = node_exec(name, f"docker image inspect --format '{{{{.Id}}}}' {ref}")
+    return output if code == 0 else ""
+
+
+def registry_container():
+    return docker.from_env().containers.get(registry.registry_name(LAB))
+
+
+def test_pull_from_the_lab_registry_then_nothing_to_do(lab_inventory):
+    forget_images()
+    first = run_playbook("image.yml", lab_inventory)
+    assert first.succeeded, first.first_failure()
+    assert all(first.hosts[name].changed == 1 for name in NODES)
+    ref = workload_ref(lab_inventory)
+    ids = {image_id(name, ref) for name in NODES}
+    assert len(ids) == 1 and "" not in ids
+    # Pulled by digest, so the digest is recorded too.
+    digest = lab_vars(lab_inventory)["image_digest"]
+    assert digest in node_exec(NODES[0], f"docker image inspect --format '{{{{.RepoDigests}}}}' {ref}")[1]
+    again = run_playbook("image.yml", lab_inventory)
+    assert again.succeeded and all(again.hosts[name].changed == 0 for name in NODES)
+
+
+def _vault_vars(tmp_path: Path, values: dict) -> tuple[Path, Path]:
+    """A vars file encrypted with Ansible Vault, as users keep registry passwords."""
+    secret = tmp_path / "vault-password"
+    secret.write_text(secrets.token_hex(16))
+    vars_file = tmp_path / "registry.yml"
+    vars_file.write_text(yaml.safe_dump(values))
+    subprocess.run(
+        [BIN / "ansible-vault", "encrypt", "--vault-password-file", str(secret), str(vars_file)],
+        check=True,
+        capture_output=True,
+    )
+    return vars_file, secret
+
+
+def _play_verbose(inventory: Path, tmp_path: Path, vars_file: Path, secret: Path, *extra: str):
+    log = tmp_path / "ansible.log"
+    result = subprocess.run(
+        [
+            BIN / "ansible-playbook",
+            "-vvv",
+            "-i",
+            str(inventory),
+            "-e",
+            f"@{vars_file}",
+            "--vault-password-file",
+            str(secret),
+            *extra,
+            str(ROOT / "playbooks/image.yml"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
+        env=os.environ | {"ANSIBLE_LOG_PATH": str(log), "ANSIBLE_NOCOLOR": "1"},
+    )
+    return result, log.read_text(errors="replace") if log.exists() else ""
+
+
+def _nodes_files_with(text: str) -> list[str]:
+    """Files on the nodes that hold ``text``: client configs, temp files, logs."""
+    found = []
+    for name in NODES:
+        _, output = node_exec(
+            name,
+            f"grep -rlsF -- '{text}' /root /tmp /var/tmp /etc/docker /var/log /run/containerd 2>/dev/null; "
+            f"journalctl -q --no-pager 2>/dev/null | grep -cF -- '{text}'",
+        )
+        lines = output.splitlines()
+        found += [f"{name}:{line}" for line in lines[:-1]]
+        if lines and lines[-1] != "0":
+            found.append(f"{name}:journal")
+    return found
+
+
+def test_login_pull_never_shows_the_password(lab_inventory, tmp_path):
+    password = "pw-" + secrets.token_hex(12)
+    registry.set_credentials(registry_container(), "trainer", password)
+    found = lab_vars(lab_inventory)
+    forget_images()
+    vars_file, secret = _vault_vars(
+        tmp_path,
+        {
+            "image_name": f"{found['npufleet_lab_registry_auth']}/{registry.WORKLOAD_REPOSITORY}",
+            "image_digest": "",
+            "image_registry_username": "trainer",
+            "image_registry_password": password,
+        },
+    )
+    result, log = _play_verbose(lab_inventory, tmp_path, vars_file, secret)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "changed=1" in result.stdout
+    for where, text in (("stdout", result.stdout), ("stderr", result.stderr), ("log", log)):
+        assert password not in text, f"the password appears in the play's {where}"
+    assert _nodes_files_with(password) == []
+    # Docker kept no login: ~/.docker/config.json has no entry for the registry.
+    config = node_exec(NODES[0], "cat /root/.docker/config.json 2>/dev/null")[1]
+    assert found["npufleet_lab_registry_auth"] not in config
+
+    # A wrong password: its own message, and still not shown.
+    wrong = "wrong-" + secrets.token_hex(12)
+    forget_images(NODES[0])
+    vars_file, secret = _vault_vars(
+        tmp_path,
+        {
+            "image_name": f"{found['npufleet_lab_registry_auth']}/{registry.WORKLOAD_REPOSITORY}",
+            "image_digest": "",
+            "image_registry_username": "trainer",
+            "image_registry_password": wrong,
+        },
+    )
+    result, log = _play_verbose(lab_inventory, tmp_path, vars_file, secret, "--limit", NODES[0])
+    assert result.returncode == 2
+    assert "the registry refused the login (credentials)" in result.stdout
+    assert wrong not in result.stdout + result.stderr + log
+    assert _nodes_files_with(wrong) == []
+
+
+def _fails_with(inventory: Path, extravars: dict, expected: str) -> str:
+    result = run_playbook("image.yml", inventory, extravars=extravars, limit=NODES[0])
+    assert not result.succeeded
+    message = result.first_failure()
+    assert expected in message, message
+    return message
+
+
+def test_each_pull_failure_has_its_own_message(lab_inventory):
+    found = lab_vars(lab_inventory)
+    forget_images(NODES[0])
+    repository = f"{found['npufleet_lab_registry']}/{registry.WORKLOAD_REPOSITORY}"
+    _fails_with(
+        lab_inventory,
+        {"image_name": repository, "image_tag": "no-such-tag", "image_digest": ""},
+        "the registry has no such image (unknown_image)",
+    )
+    # A port of the lab registry where nothing listens: refused, retried with backoff, then reported.
+    message = _fails_with(
+        lab_inventory,
+        {
+            "image_name": f"{registry.registry_name(LAB)}:5999/npufleet/workload",
+            "image_digest": "",
+            "image_pull_retries": 2,
+            "image_pull_backoff": 0.2,
+        },
+        "the registry cannot be reached (unreachable)",
+    )
+    assert "connection refused" in message
+    _fails_with(
+        lab_inventory,
+        {"image_name": repository, "image_min_free_gib": 100000},
+        "too little disk (disk)",
+    )
+    _fails_with(
+        lab_inventory,
+        {"image_name": "Not A Name", "image_digest": ""},
+        "is not a repository name",
+    )
+    _fails_with(
+        lab_inventory,
+        {"image_source": "archive"},
+        "image_source archive needs image_archive_path",
+    )
+    assert image_id(NODES[0], workload_ref(lab_inventory)) == ""
+
+
+def test_offline_load_from_a_tarball_on_the_controller(lab_inventory, tmp_path):
+    client = docker.from_env()
+    local = registry.build_workload(client)
+    archive = tmp_path / "workload.tar"
+    with archive.open("wb") as out:
+        for chunk in client.images.get(local).save(named=True):
+            out.write(chunk)
+    forget_images()
+    name, _, tag = local.partition(":")
+    extravars = {
+        "image_source": "archive",
+        "image_name": name,
+        "image_tag": tag,
+        "image_digest": "",
+        "image_archive_src": str(archive),
+        "image_archive_path": "/var/tmp/workload.tar",
+    }
+    result = run_playbook("image.yml", lab_inventory, extravars=extravars)
+    assert result.succeeded, result.first_failure()
+    assert {image_id(node, local) for node in NODES} == {client.images.get(local).id}
+    again = run_playbook("image.yml", lab_inventory, extravars=extravars)
+    assert again.succeeded and all(again.hosts[node].changed == 0 for node in NODES)
+
+
+def test_containerd_pull_into_k8s_io_with_and_without_login(lab_inventory, tmp_path):
+    found = lab_vars(lab_inventory)
+    forget_images()
+    ref = workload_ref(lab_inventory)
+    result = run_playbook(
+        "image.yml", lab_inventory, extravars={"image_engine": "containerd"}, limit=NODES[0]
+    )
+    assert result.succeeded, result.first_failure()
+    listing = node_exec(NODES[0], "ctr -n k8s.io images ls -q")[1].splitlines()
+    assert ref in listing
+    # Not in Docker's store, nor in containerd's default namespace: the kubelet would not see those.
+    assert image_id(NODES[0], ref) == ""
+    assert ref not in node_exec(NODES[0], "ctr -n default images ls -q")[1].splitlines()
+
+    password = "ctr-" + secrets.token_hex(12)
+    registry.set_credentials(registry_container(), "k8s", password)
+    auth_name = f"{found['npufleet_lab_registry_auth']}/{registry.WORKLOAD_REPOSITORY}"
+    vars_file, secret = _vault_vars(
+        tmp_path,
+        {
+            "image_engine": "containerd",
+            "image_name": auth_name,
+            "image_registry_username": "k8s",
+            "image_registry_password": password,
+        },
+    )
+    result, log = _play_verbose(lab_inventory, tmp_path, vars_file, secret, "--limit", NODES[1])
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert f"{auth_name}:{found['image_tag']}" in node_exec(NODES[1], "ctr -n k8s.io images ls -q")[1]
+    assert password not in result.stdout + result.stderr + log
+    assert _nodes_files_with(password) == []
+
+
+def test_fanout_serves_one_copy_from_the_registry(lab_inventory):
+    forget_images()
+    since = float(node_exec(registry.registry_name(LAB), "date +%s.%N")[1])
+    result = run_playbook("image.yml", lab_inventory, extravars={"image_fanout": True})
+    assert result.succeeded, result.first_failure()
+    ref = workload_ref(lab_inventory)
+    ids = {image_id(node, ref) for node in NODES}
+    assert len(ids) == 1 and "" not in ids
+    time.sleep(1)  # the journal may lag the last response by a moment
+    served = registry.bytes_served(registry.access_log(registry_container(), since))
+    size = int(node_exec(NODES[0], f"docker image inspect --format '{{{{.Size}}}}' {ref}")[1])
+    # One compressed copy of the layers: far less than the unpacked size, and far from two copies.
+    assert 0 < served["blob_bytes"] < size
+    single = served["blob_bytes"]
+    # The seed's server is gone and its archive removed.
+    assert node_exec(NODES[0], "systemctl is-active npufleet-image-fanout")[1] != "active"
+    assert node_exec(NODES[0], "ls /var/tmp/npufleet-image-fanout 2>&1")[0] != 0
+
+    since = float(node_exec(registry.registry_name(LAB), "date +%s.%N")[1])
+    again = run_playbook("image.yml", lab_inventory, extravars={"image_fanout": True})
+    assert again.succeeded and all(again.hosts[node].changed == 0 for node in NODES)
+    time.sleep(1)
+    assert registry.bytes_served(registry.access_log(registry_container(), since))["blob_bytes"] == 0
+
+    # Each node pulling itself costs the registry one copy per node.
+    forget_images()
+    since = float(node_exec(registry.registry_name(LAB), "date +%s.%N")[1])
+    assert run_playbook("image.yml", lab_inventory).succeeded
+    time.sleep(1)
+    every = registry.bytes_served(registry.access_log(registry_container(), since))["blob_bytes"]
+    assert every == pytest.approx(2 * single, rel=0.02)
+
+
+def container_state(name: str, container: str = "npufleet-workload") -> dict | None:
+    code, output = node_exec(name, f"docker inspect {container}")
+    return json.loads(output)[0] if code == 0 else None
+
+
+@pytest.fixture
+def image_on_nodes(lab_inventory):
+    result = run_playbook("image.yml", lab_inventory)
+    assert result.succeeded, result.first_failure()
+    yield lab_inventory
+    for name in NODES:
+        node_exec(name, "docker rm -f npufleet-workload second-workload >/dev/null 2>&1; true")
+
+
+def test_npu_container_maps_devices_and_is_idempotent(image_on_nodes):
+    inventory = image_on_nodes
+    node_exec(NODES[0], "mkdir -p /home/ma-user/ws/code && touch /home/ma-user/ws/code/train.py")
+    result = run_playbook("container.yml", inventory)
+    assert result.succeeded, result.first_failure()
+    state = container_state(NODES[0])
+    assert state["State"]["Running"]
+    host = state["HostConfig"]
+    assert host["NetworkMode"] == "host" and host["ShmSize"] == 200 * 2**30
+    devices = sorted(d["PathOnHost"] for d in host["Devices"])
+    assert devices == sorted([f"/dev/davinci{i}" for i in range(8)] + nodes_manager_devices())
+    mounts = {m["Destination"]: m["Source"] for m in state["Mounts"]}
+    for path in (
+        "/usr/local/Ascend/driver",
+        "/usr/local/dcmi",
+        "/usr/local/bin/npu-smi",
+        "/etc/ascend_install.info",
+    ):
+        assert mounts[path] == path
+    assert mounts["/usr/slog"] == "/var/log/npu"
+    assert mounts["/workspace"] == "/home/ma-user/ws"
+    # Checked from inside: npu-smi sees 8 NPUs, the work dir belongs to ma-user.
+    code, output = node_exec(NODES[0], "docker exec npufleet-workload npu-smi info -l")
+    assert code == 0 and "Total Count                    : 8" in output
+    owner = node_exec(NODES[0], "docker exec npufleet-workload stat -c '%u:%g %U' /workspace/code/train.py")[
+        1
+    ]
+    assert owner == "1000:1000 ma-user"
+
+    again = run_playbook("container.yml", inventory)
+    assert again.succeeded and all(again.hosts[name].changed == 0 for name in NODES)
+    assert container_state(NODES[0])["Id"] == state["Id"]
+
+    # Other NPUs: the container is recreated, and sees exactly those.
+    subset = run_playbook(
+        "container.yml", inventory, extravars={"npu_container_npus": [2, 5]}, limit=NODES[0]
+    )
+    assert subset.succeeded, subset.first_failure()
+    assert container_state(NODES[0])["Id"] != state["Id"]
+    listing = node_exec(NODES[0], "docker exec npufleet-workload npu-smi info")[1]
+    assert "| 2     910B3" in listing and "| 5     910B3" in listing and "| 0     910B3" not in listing
+
+
+def nodes_manager_devices() -> list[str]:
+    return ["/dev/davinci_manager", "/dev/devmm_svm", "/dev/hisi_hdc"]
+
+
+@pytest.mark.parametrize(
+    ("extravars", "expected"),
+    [
+        ({"npu_container_work_dir": "/home/ma-user/ws"}, "is /home/ma-user or below it"),
+        ({"npu_container_work_dir": "/home/ma-user"}, "is /home/ma-user or below it"),
+        ({"npu_container_npus": [3, 9]}, "requested NPU(s) 9 have no /dev/davinciN device"),
+        ({"npu_container_shm_size": "lots"}, "is not a size such as 200g"),
+    ],
+)
+def test_npu_container_guards_refuse_before_starting(image_on_nodes, extravars, expected):
+    result = run_playbook(
+        "container.yml", image_on_nodes, extravars=extravars | {"npu_container_name": "second-workload"}
+    )
+    assert not result.succeeded
+    assert expected in result.first_failure()
+    assert all(container_state(name, "second-workload") is None for name in NODES)
+
+
+def test_npu_container_refuses_a_device_another_container_holds(image_on_nodes, clean_faults):
+    nodes.fault(LAB, NODES[1], "held", npu=3)
+    result = run_playbook("container.yml", image_on_nodes, limit=NODES[1])
+    assert not result.succeeded
+    assert "/dev/davinci3 held by container npufleet-lab-holder-davinci3" in result.first_failure()
+    assert "one NPU must never be bound to two containers" in result.first_failure()
+    assert container_state(NODES[1]) is None
+    # Asking for NPUs the holder does not use works.
+    other = run_playbook(
+        "container.yml", image_on_nodes, extravars={"npu_container_npus": [0, 1]}, limit=NODES[1]
+    )
+    assert other.succeeded, other.first_failure()
