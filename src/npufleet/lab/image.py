@@ -189,11 +189,11 @@ def build(client: docker.DockerClient, recipe: Recipe | None = None, force: bool
         raise RuntimeError(f"building the node image failed: {' '.join(error.cmd[:3])}...\n{tail}") from error
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    _remove_stale(client, keep=tag)
+    remove_stale(client, keep=tag)
     return tag, True
 
 
-def _remove_stale(client: docker.DockerClient, keep: str) -> None:
+def remove_stale(client: docker.DockerClient, keep: str) -> None:
     """Drop images of older recipes of the same flavour that no container uses."""
     flavour = keep.partition(":")[2].split("-")[0]
     for old in client.images.list(name=IMAGE_REPOSITORY):

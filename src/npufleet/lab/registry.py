@@ -214,7 +214,7 @@ _WORKLOAD_DOCKERFILE = """FROM {base}
 # ModelArts images run as ma-user (uid 1000) in ma-group; the lab's workload does the same.
 RUN groupadd -g 1000 ma-group && useradd -u 1000 -g ma-group -d /home/ma-user -s /bin/bash ma-user \\
     && chown ma-user:ma-group /home/ma-user
-LABEL npufleet.lab.workload="1"
+LABEL npufleet.lab.workload="{base}"
 CMD ["/bin/bash"]
 """
 
@@ -228,7 +228,19 @@ def build_workload(client: docker.DockerClient, extra_dockerfile: str = "") -> s
     if not image.image_exists(client, tag):
         log.info("building the workload image %s", tag)
         client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=tag, rm=True, forcerm=True)
+        _remove_stale_workloads(client, base)
     return tag
+
+
+def _remove_stale_workloads(client: docker.DockerClient, base: str) -> None:
+    """Workload images built on an older node base, then that base itself (they kept it alive)."""
+    for old in client.images.list(filters={"label": "npufleet.lab.workload"}):
+        if old.labels.get("npufleet.lab.workload") != base:
+            try:
+                client.images.remove(old.id, force=True)
+            except docker.errors.APIError as error:
+                log.info("kept old workload image %s: %s", old.tags, error.explanation)
+    image.remove_stale(client, keep=base)
 
 
 def push(client: docker.DockerClient, registry: Registry, local_tag: str, repository: str) -> tuple[str, str]:
