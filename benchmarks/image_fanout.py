@@ -3,6 +3,10 @@
 pull, then node to node), with an image of at least 1 GiB. Bytes served by the registry come from
 its access log; wall time is the image play's.
 
+The lab registry sits on the same bridge as the nodes, so by default it is measured twice: with no
+cap, and with its sending capped (--registry-mbit, default 800 Mbit/s) as a remote registry's
+bandwidth caps real pulls, while node-to-node traffic stays uncapped as inside a cluster.
+
 Prints a table and writes JSON (benchmarks/results/). Both modes run on the same nodes in one run,
 alternating, so their ratio is measured side by side on one machine.
 """
@@ -61,6 +65,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nodes", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--size-mib", type=int, default=1024, help="size of the random layer (default 1024)")
+    parser.add_argument(
+        "--registry-mbit", type=int, nargs="+", default=[0, 800], help="registry send caps, 0 = none"
+    )
     parser.add_argument("--repeat", type=int, default=1, help="runs of each mode per node count (median)")
     parser.add_argument("--keep", action="store_true", help="leave the lab up afterwards")
     parser.add_argument("--output", type=Path, default=results_io.RESULTS)
@@ -78,22 +85,26 @@ def main() -> int:
         "image_digest": digest,
     }
     rows = []
+    reg = client.containers.get(lab_registry.name)
     try:
-        for count in args.nodes:
-            names = [nodes.node_name(LAB, index) for index in range(1, count + 1)]
-            runs: dict[str, list[dict]] = {"every node pulls": [], "fan-out": []}
-            for _ in range(args.repeat):
-                runs["every node pulls"].append(deliver(inventory, names, image, False, lab_registry))
-                runs["fan-out"].append(deliver(inventory, names, image, True, lab_registry))
-            for mode, found in runs.items():
-                rows.append(
-                    {
-                        "nodes": count,
-                        "mode": mode,
-                        "seconds": statistics.median(run["seconds"] for run in found),
-                        "registry_bytes": statistics.median(run["registry_bytes"] for run in found),
-                    }
-                )
+        for cap in args.registry_mbit:
+            registry.limit_egress(reg, cap)
+            for count in args.nodes:
+                names = [nodes.node_name(LAB, index) for index in range(1, count + 1)]
+                runs: dict[str, list[dict]] = {"every node pulls": [], "fan-out": []}
+                for _ in range(args.repeat):
+                    runs["every node pulls"].append(deliver(inventory, names, image, False, lab_registry))
+                    runs["fan-out"].append(deliver(inventory, names, image, True, lab_registry))
+                for mode, found in runs.items():
+                    rows.append(
+                        {
+                            "registry_mbit": cap,
+                            "nodes": count,
+                            "mode": mode,
+                            "seconds": statistics.median(run["seconds"] for run in found),
+                            "registry_bytes": statistics.median(run["registry_bytes"] for run in found),
+                        }
+                    )
     finally:
         if not args.keep:
             nodes.down(LAB, inventory)
@@ -101,13 +112,15 @@ def main() -> int:
     for row in rows:
         row["registry_copies"] = row["registry_bytes"] / one_copy
     table = Table(
+        "registry cap",
         "nodes", "mode", "wall s", "registry GiB", "copies of the image", "time vs every node pulls",
         title=f"image delivery, {args.size_mib} MiB random layer (machine {results_io.machine()['host']})",
     )  # fmt: skip
-    by_key = {(row["nodes"], row["mode"]): row for row in rows}
+    by_key = {(row["registry_mbit"], row["nodes"], row["mode"]): row for row in rows}
     for row in rows:
-        base = by_key[(row["nodes"], "every node pulls")]["seconds"]
+        base = by_key[(row["registry_mbit"], row["nodes"], "every node pulls")]["seconds"]
         table.add_row(
+            f"{row['registry_mbit']} Mbit/s" if row["registry_mbit"] else "none",
             str(row["nodes"]),
             row["mode"],
             f"{row['seconds']:.1f}",

@@ -150,6 +150,11 @@ digest:
   description: Registry digest of the image when the engine knows it.
   returned: when the image is present
   type: str
+engine_ref:
+  description: The reference as the engine stores it (containerd's is fully qualified).
+  returned: always
+  type: str
+  sample: docker.io/library/busybox:1
 action:
   description: What was done, C(none), C(pull), C(load), C(stream) or C(export).
   returned: always
@@ -437,7 +442,8 @@ def main():
     ref = f"{name}:{tag}"
     source_ref = f"{name}@{digest}" if digest and params["source"] == "registry" else ref
     registry = registry_host(name)
-    result = {"changed": False, "ref": ref, "action": "none", "attempts": 0}
+    engine_ref = normalize_ref(ref) if params["engine"] == "containerd" else ref
+    result = {"changed": False, "ref": ref, "engine_ref": engine_ref, "action": "none", "attempts": 0}
 
     try:
         engine = Docker(module) if params["engine"] == "docker" else Containerd(module)

@@ -305,6 +305,25 @@ def test_fanout_serves_one_copy_from_the_registry(lab_inventory):
     assert every == pytest.approx(2 * single, rel=0.02)
 
 
+def test_fanout_into_containerd(lab_inventory):
+    forget_images()
+    since = float(node_exec(registry.registry_name(LAB), "date +%s.%N")[1])
+    containerd = {"image_fanout": True, "image_engine": "containerd"}
+    result = run_playbook("image.yml", lab_inventory, extravars=containerd)
+    assert result.succeeded, result.first_failure()
+    ref = workload_ref(lab_inventory)
+    assert all(ref in node_exec(node, "ctr -n k8s.io images ls -q")[1].splitlines() for node in NODES)
+    time.sleep(1)
+    served = registry.bytes_served(registry.access_log(registry_container(), since))
+    assert served["blob_requests"] > 0
+    # Each blob was fetched by the seed alone.
+    log = registry.access_log(registry_container(), since)
+    blob_gets = [line for line in log.splitlines() if '"GET /v2/' in line and "/blobs/" in line]
+    assert len({line.split()[0] for line in blob_gets}) == 1
+    again = run_playbook("image.yml", lab_inventory, extravars=containerd)
+    assert again.succeeded and all(again.hosts[node].changed == 0 for node in NODES)
+
+
 def container_state(name: str, container: str = "npufleet-workload") -> dict | None:
     code, output = node_exec(name, f"docker inspect {container}")
     return json.loads(output)[0] if code == 0 else None

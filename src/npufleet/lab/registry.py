@@ -255,3 +255,12 @@ def push(client: docker.DockerClient, registry: Registry, local_tag: str, reposi
         digest = line.get("aux", {}).get("Digest", digest)
     client.images.remove(f"{target}:{version}")
     return version, digest
+
+
+def limit_egress(container, mbit: int) -> None:
+    """Cap what the registry sends (0 lifts the cap), as a remote registry's bandwidth caps a real
+    pull; node-to-node traffic stays uncapped, as inside a cluster."""
+    exec_in(container, ["sh", "-c", "tc qdisc del dev eth0 root 2>/dev/null; true"])
+    if mbit > 0:
+        exec_in(container, ["tc", "qdisc", "add", "dev", "eth0", "root", "tbf", "rate", f"{mbit}mbit",
+                            "burst", "1mb", "latency", "100ms"])  # fmt: skip
