@@ -4,7 +4,7 @@ pull, then node to node), with an image of at least 1 GiB. Bytes served by the r
 its access log; wall time is the image play's.
 
 The lab registry sits on the same bridge as the nodes, so by default it is measured twice: with no
-cap, and with its sending capped (--registry-mbit, default 800 Mbit/s) as a remote registry's
+cap, and with its sending capped (--registry-mbit, default 800 and 400 Mbit/s) as a remote registry's
 bandwidth caps real pulls, while node-to-node traffic stays uncapped as inside a cluster.
 
 Prints a table and writes JSON (benchmarks/results/). Both modes run on the same nodes in one run,
@@ -66,7 +66,7 @@ def main() -> int:
     parser.add_argument("--nodes", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--size-mib", type=int, default=1024, help="size of the random layer (default 1024)")
     parser.add_argument(
-        "--registry-mbit", type=int, nargs="+", default=[0, 800], help="registry send caps, 0 = none"
+        "--registry-mbit", type=int, nargs="+", default=[0, 800, 400], help="registry send caps, 0 = none"
     )
     parser.add_argument("--repeat", type=int, default=1, help="runs of each mode per node count (median)")
     parser.add_argument("--keep", action="store_true", help="leave the lab up afterwards")
