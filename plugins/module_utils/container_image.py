@@ -23,6 +23,7 @@ _PATTERNS = (
     (
         "credentials",
         r"unauthorized|authentication required|incorrect username or password|401 unauthorized"
+        r"|no basic auth credentials"
         r"|denied: requested access|access to the resource is denied|failed to authorize",
     ),
     (

@@ -127,7 +127,8 @@ def test_down_removes_everything_it_made_and_nothing_else(tmp_path):
         nodes.up(lab, nodes=1, npus=2, inventory=inventory)
         assert inventory.exists()
         removed = nodes.down(lab, inventory)
-        assert removed["containers"] == [f"{lab}-node1"]
+        # The node and the lab's registry.
+        assert removed["containers"] == [f"{lab}-node1", f"{lab}-registry"]
         assert removed["networks"] == [lab] and removed["volumes"] == [f"{lab}-node1-docker"]
         label = {"label": f"{nodes.LABEL}={lab}"}
         assert client.containers.list(all=True, filters=label) == []

@@ -13,9 +13,15 @@ from container_image import (
     registry_host,
 )
 
-# Messages as docker 20.10 and ctr 1.6 print them.
+# Messages as docker 20.10.24 and ctr 1.6 printed them in the lab (the first of each kind recorded
+# there against the lab registry), then forms from the engines' sources and issue threads.
 MESSAGES = {
     "credentials": [
+        'Error response from daemon: Head "http://probe-registry:5001/v2/npufleet/workload/manifests/'
+        'lab-4c5f2914e48f": no basic auth credentials',
+        'ctr: failed to resolve reference "probe-registry:5001/npufleet/workload:lab-4c5f2914e48f": pulling '
+        "from host probe-registry:5001 failed with status code [manifests lab-4c5f2914e48f]: "
+        "401 Unauthorized",
         'Error response from daemon: Get "http://lab-registry:5001/v2/": unauthorized: '
         "authentication required",
         "Error response from daemon: login attempt to http://lab-registry:5001/v2/ failed with status: "
@@ -26,12 +32,21 @@ MESSAGES = {
         "failed to fetch anonymous token: unexpected status: 401 Unauthorized",
     ],
     "unknown_image": [
+        "Error response from daemon: manifest for probe-registry:5000/npufleet/nope:1 not found: "
+        "manifest unknown: manifest unknown",
+        'ctr: failed to resolve reference "probe-registry:5000/npufleet/nope:1": '
+        "probe-registry:5000/npufleet/nope:1: not found",
         "Error response from daemon: manifest for lab-registry:5000/npufleet/workload:nope not found: "
         "manifest unknown: manifest unknown",
         'ctr: failed to resolve reference "lab-registry:5000/npufleet/nope:1": '
         "lab-registry:5000/npufleet/nope:1: not found",
     ],
     "unreachable": [
+        'Error response from daemon: Get "https://probe-registry:5999/v2/": dial tcp 192.168.128.3:5999: '
+        "connect: connection refused",
+        'ctr: failed to resolve reference "probe-registry:5999/npufleet/nope:1": failed to do request: Head '
+        '"http://probe-registry:5999/v2/npufleet/nope/manifests/1": dial tcp 192.168.128.3:5999: connect: '
+        "connection refused",
         'Error response from daemon: Get "http://nowhere:5000/v2/": dial tcp: lookup nowhere on '
         "127.0.0.11:53: no such host",
         'Error response from daemon: Get "http://10.0.0.9:5000/v2/": dial tcp 10.0.0.9:5000: connect: '
@@ -97,19 +112,29 @@ def test_references_are_checked():
     assert "sha256:<64 hex digits>" in problems[3]
 
 
+# 'ctr -n k8s.io images ls' (containerd 1.6) after a pull from the lab registry.
+CTR_LISTING = (
+    "REF                                                                     TYPE                  "
+    "                               DIGEST                                                                  "
+    "SIZE      PLATFORMS   LABELS                          \n"
+    "probe-registry:5000/npufleet/workload:lab-4c5f2914e48f                  application/vnd.docker.dis"
+    "tribution.manifest.v2+json sha256:49cc926443afe52db7953dffd2684961b8c3e43bc6623c8d5519ae7df161b1f8 229"
+    ".0 MiB linux/amd64 io.cri-containerd.image=managed \n"
+    "sha256:251907f579da2ceb2afb50ed7780e25dd662776215e05161fb586e32a9f1a786 application/vnd.docker.dis"
+    "tribution.manifest.v2+json sha256:49cc926443afe52db7953dffd2684961b8c3e43bc6623c8d5519ae7df161b1f8 229"
+    ".0 MiB linux/amd64 io.cri-containerd.image=managed \n"
+)
+
+
 def test_ctr_listing_and_normalized_refs():
-    # ctr 1.6 'images ls' output.
-    listing = (
-        "REF                                          TYPE                                                 "
-        "DIGEST    SIZE     PLATFORMS   LABELS\n"
-        "docker.io/library/busybox:1                  application/vnd.docker.distribution.manifest.v2+json "
-        "sha256:" + "b" * 64 + " 2.1 MiB  linux/amd64 -\n"
-        "lab-registry:5000/npufleet/workload:lab-1    application/vnd.docker.distribution.manifest.v2+json "
-        "sha256:" + "c" * 64 + " 160.2 MiB linux/amd64 io.cri-containerd.image=managed\n"
-    )
-    images = parse_ctr_images(listing)
-    assert images["lab-registry:5000/npufleet/workload:lab-1"]["digest"] == "sha256:" + "c" * 64
-    assert normalize_ref("busybox:1") in images
+    images = parse_ctr_images(CTR_LISTING)
+    digest = "sha256:49cc926443afe52db7953dffd2684961b8c3e43bc6623c8d5519ae7df161b1f8"
+    assert images["probe-registry:5000/npufleet/workload:lab-4c5f2914e48f"] == {
+        "type": "application/vnd.docker.distribution.manifest.v2+json",
+        "digest": digest,
+    }
+    assert len(images) == 2
+    assert normalize_ref("busybox:1") == "docker.io/library/busybox:1"
     assert (
         normalize_ref("lab-registry:5000/npufleet/workload:lab-1")
         == "lab-registry:5000/npufleet/workload:lab-1"
