@@ -371,12 +371,22 @@ def test_npu_container_maps_devices_and_is_idempotent(image_on_nodes):
     assert again.succeeded and all(again.hosts[name].changed == 0 for name in NODES)
     assert container_state(NODES[0])["Id"] == state["Id"]
 
-    # Other NPUs: the container is recreated, and sees exactly those.
+    # Other NPUs and a smaller shm: the container is recreated, sees exactly those NPUs, and the
+    # small shm is allowed with a warning.
+    events: list[dict] = []
     subset = run_playbook(
-        "container.yml", inventory, extravars={"npu_container_npus": [2, 5]}, limit=NODES[0]
+        "container.yml",
+        inventory,
+        extravars={"npu_container_npus": [2, 5], "npu_container_shm_size": "1g"},
+        limit=NODES[0],
+        on_event=events.append,
     )
     assert subset.succeeded, subset.first_failure()
     assert container_state(NODES[0])["Id"] != state["Id"]
+    assert container_state(NODES[0])["HostConfig"]["ShmSize"] == 2**30
+    assert any(
+        "WARNING: npu_container_shm_size 1g is below 200g" in event.get("stdout", "") for event in events
+    )
     listing = node_exec(NODES[0], "docker exec npufleet-workload npu-smi info")[1]
     assert "| 2     910B3" in listing and "| 5     910B3" in listing and "| 0     910B3" not in listing
 
