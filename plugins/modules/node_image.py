@@ -13,7 +13,6 @@ description:
     (C(docker load), C(ctr images import)), or streamed from a URL (fan-out from another node).
   - Does nothing when the wanted image is already there, recognised by digest when O(digest) is
     given, by image id when O(image_id) is given, else by name and tag.
-  - With O(state=exported), writes the image to an archive (C(docker save), C(ctr images export)).
   - Registry credentials never reach a command line, a log or a file that outlives the task.
     Docker logs in with C(--password-stdin) into a throw-away client configuration that is removed
     after the pull; ctr reads the password from a pseudo-terminal, as it would from a person.
@@ -59,9 +58,7 @@ options:
     choices: [registry, archive, url]
     default: registry
   path:
-    description:
-      - With O(source=archive), the archive on the node (a C(docker save) or OCI tarball).
-      - With O(state=exported), the archive to write.
+    description: With O(source=archive), the archive on the node (a C(docker save) or OCI tarball).
     type: path
   url:
     description: With O(source=url), an HTTP URL of an archive, streamed into the engine (no copy on disk).
@@ -92,11 +89,6 @@ options:
     description: Fail before getting the image when the engine's storage has less free space than this.
     type: float
     default: 0
-  state:
-    description: C(present) gets the image; C(exported) writes it to O(path).
-    type: str
-    choices: [present, exported]
-    default: present
 attributes:
   check_mode:
     support: full
@@ -156,7 +148,7 @@ engine_ref:
   type: str
   sample: docker.io/library/busybox:1
 action:
-  description: What was done, C(none), C(pull), C(load), C(stream) or C(export).
+  description: What was done, C(none), C(pull), C(load) or C(stream).
   returned: always
   type: str
 attempts:
@@ -294,11 +286,6 @@ class Docker(Engine):
     def load_url(self, url: str) -> None:
         self.stream([self.docker, "load", "--quiet"], url)
 
-    def export(self, ref: str, path: str) -> None:
-        partial = f"{path}.partial"
-        self.run([self.docker, "save", "--output", partial, ref])
-        os.replace(partial, path)
-
     def describe(self, found, name: str):
         digests = [d.partition("@")[2] for d in found["digests"] if d.startswith(f"{name}@")]
         return {"image_id": found["id"], "digest": digests[0] if digests else ""}
@@ -362,11 +349,6 @@ class Containerd(Engine):
     def load_url(self, url: str) -> None:
         self.stream([*self.ctr, "images", "import", "-"], url)
 
-    def export(self, ref: str, path: str) -> None:
-        partial = f"{path}.partial"
-        self.run([*self.ctr, "images", "export", partial, normalize_ref(ref)])
-        os.replace(partial, path)
-
     def describe(self, found, name: str):
         return {"image_id": found["digest"], "digest": found["digest"]}
 
@@ -422,12 +404,10 @@ def main():
             "retries": {"type": "int", "default": 3},
             "backoff": {"type": "float", "default": 2.0},
             "min_free_gib": {"type": "float", "default": 0},
-            "state": {"type": "str", "choices": ["present", "exported"], "default": "present"},
         },
         required_if=[
             ("source", "archive", ["path"]),
             ("source", "url", ["url"]),
-            ("state", "exported", ["path"]),
         ],
         required_together=[("username", "password")],
         supports_check_mode=True,
@@ -447,14 +427,6 @@ def main():
 
     try:
         engine = Docker(module) if params["engine"] == "docker" else Containerd(module)
-        if params["state"] == "exported":
-            if engine.present(ref, name, "", "") is None:
-                module.fail_json(msg=f"cannot export {ref}: the node does not have it", **result)
-            result.update(changed=True, action="export")
-            if not module.check_mode:
-                engine.export(ref, params["path"])
-            module.exit_json(**result)
-
         found = engine.present(ref, name, digest, params["image_id"])
         if found is not None:
             module.exit_json(**result, **engine.describe(found, name))
