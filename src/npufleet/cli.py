@@ -51,6 +51,7 @@ def cmd_lab(args: argparse.Namespace) -> int:
                 inventory=inventory,
                 flavour=args.flavour,
                 with_registry=args.registry,
+                with_training=args.workload == "training",
             )
         if args.json:
             _print_json({"nodes": found, "inventory": str(inventory or nodes.default_inventory())})
@@ -172,6 +173,13 @@ def build_parser() -> argparse.ArgumentParser:
         dest="registry",
         action="store_false",
         help="skip the lab registry and its workload image (the image stage then needs your own)",
+    )
+    up.add_argument(
+        "--workload",
+        default="training",
+        choices=("training", "base"),
+        help="training: build the LLaMA-Factory CPU image, a tiny model and datasets, and point the image"
+        " and train stages at them (default); base: only the small workload image in the lab registry",
     )
     lab_sub.add_parser("status", parents=[common], help="list the nodes")
     down = lab_sub.add_parser("down", parents=[common, where], help="remove everything the lab made")

@@ -16,7 +16,7 @@ import docker
 import docker.errors
 import yaml
 
-from npufleet.lab import image, npu_state, registry
+from npufleet.lab import image, npu_state, registry, training
 from npufleet.lab.containers import LABEL, LabError, run_systemd_container, wait_booted
 from npufleet.lab.containers import exec_in as _exec
 from npufleet.lab.containers import put_file as _put_file
@@ -42,7 +42,8 @@ class Node:
 
 def _client() -> docker.DockerClient:
     try:
-        client = docker.from_env()
+        # Builds and saves of the training image stay silent for minutes: allow long reads.
+        client = docker.from_env(timeout=1800)
         client.ping()
     except docker.errors.DockerException as error:
         raise LabError(
@@ -86,12 +87,16 @@ def up(
     inventory: Path | None = None,
     flavour: str = "bare",
     with_registry: bool = True,
+    with_training: bool = False,
 ) -> list[Node]:
     """Start (or complete) a lab of ``nodes`` nodes; nodes that already run are left alone.
 
     ``flavour`` "bare" nodes are fresh servers without Docker (site.yml installs it); "full" nodes
     come with a Docker engine running. ``with_registry`` also starts the lab's registry and pushes
     the workload image into it (the inventory then points the image stage at it).
+    ``with_training`` builds the LLaMA-Factory CPU image, saves it, generates the tiny model and
+    datasets into the lab's shared folder (mounted read-only on every node at /mnt/sfs_turbo), and
+    points the image stage at that archive and the train stage at that model.
     """
     if not 1 <= nodes <= 16:
         raise ValueError(f"--nodes must be between 1 and 16, got {nodes}")
@@ -100,6 +105,16 @@ def up(
     state = npu_state.initial_state(chip, npus)  # validates chip and npus before anything starts
     client = _client()
     tag, _ = image.build(client, image.Recipe(flavour=flavour))
+    workload_training = None
+    shared = {}
+    if with_training:
+        training_tag = training.build_image(client)
+        workload_training = {
+            "tag": training_tag,
+            "archive": training.archive(client, training_tag),
+            "assets": training.assets(client, training_tag),
+        }
+        shared = {str(training.shared_dir()): {"bind": training.SHARED_MOUNT, "mode": "ro"}}
     labels = {LABEL: lab}
     networks = client.networks.list(names=[lab], filters={"label": f"{LABEL}={lab}"})
     network = networks[0] if networks else client.networks.create(lab, driver="bridge", labels=labels)
@@ -125,7 +140,7 @@ def up(
             name,
             network=network.name,
             labels=labels | {NODE_LABEL: str(index)},
-            volumes={volume.name: {"bind": "/var/lib/docker", "mode": "rw"}},
+            volumes={volume.name: {"bind": "/var/lib/docker", "mode": "rw"}} | shared,
         )
         started.append(container)
 
@@ -156,7 +171,15 @@ def up(
         )
         workload = {"registry": lab_registry, "version": version, "digest": digest}
     result = status(lab)
-    write_inventory(result, inventory or default_inventory(), lab, npus, chip, workload=workload)
+    write_inventory(
+        result,
+        inventory or default_inventory(),
+        lab,
+        npus,
+        chip,
+        workload=workload,
+        training=workload_training,
+    )
     return result
 
 
@@ -229,7 +252,14 @@ def _written_by_lab(path: Path, lab: str) -> bool:
 
 
 def write_inventory(
-    nodes: list[Node], path: Path, lab: str, npus: int, chip: str, *, workload: dict | None = None
+    nodes: list[Node],
+    path: Path,
+    lab: str,
+    npus: int,
+    chip: str,
+    *,
+    workload: dict | None = None,
+    training: dict | None = None,
 ) -> None:
     hosts = {node.name: {"ansible_host": node.name, "npufleet_node_address": node.address} for node in nodes}
     content = {
@@ -263,11 +293,52 @@ def write_inventory(
             "image_registry_plain_http": True,
             "image_min_free_gib": 2,
         }
+    if training is not None:
+        content["all"]["vars"] |= _training_vars(training)
     path.parent.mkdir(parents=True, exist_ok=True)
     text = yaml.dump(content, Dumper=_IndentedDumper, sort_keys=False, default_flow_style=False)
     path.write_text(
         f"{_MARKER} for lab {lab}; 'npufleet lab down' removes it.\n---\n{text}", encoding="utf-8"
     )
+
+
+def _training_vars(workload: dict) -> dict:
+    """The image and train stages on the lab's CPU workload: only these variables differ from a real
+    fleet's (one process per node instead of 8 NPUs, the CPU instead of the NPU)."""
+    shared = training.shared_dir()
+    archive = training.SHARED_MOUNT + "/" + str(workload["archive"].relative_to(shared))
+    model = training.SHARED_MOUNT + "/" + str(workload["assets"]["model"].relative_to(shared))
+    name, _, tag = workload["tag"].partition(":")
+    return {
+        # The image comes offline from the shared volume, as on pools without internet.
+        "image_name": name,
+        "image_tag": tag,
+        "image_digest": "",
+        "image_source": "archive",
+        "image_archive_path": archive,
+        "image_min_free_gib": 2,
+        # Weights from the shared volume (on the node), data from the controller.
+        "train_assets": [
+            {"name": "tiny Qwen2 model", "path": model, "dest": "models/tiny-qwen2"},
+            {"name": "lab datasets", "src": str(workload["assets"]["datasets"]), "dest": "data/lab"},
+        ],
+        "train_model_path": "/workspace/models/tiny-qwen2",
+        "train_template": "qwen",
+        "train_dataset": "lab_sft",
+        "train_dataset_dir": "/workspace/data/lab",
+        "train_npus_per_node": 1,
+        "train_cutoff_len": 128,
+        "train_per_device_batch_size": 4,
+        "train_gradient_accumulation_steps": 1,
+        "train_learning_rate": 0.001,
+        "train_epochs": 4,
+        "train_extra_config": {"use_cpu": True},
+        # Two CPUs are shared by every rank: one thread each keeps them from fighting.
+        "train_env": {"OMP_NUM_THREADS": "1"},
+        "train_poll_seconds": 10,
+        "train_stall_timeout": 300,
+        "train_timeout": 3600,
+    }
 
 
 def _node(client: docker.DockerClient, lab: str, name: str):
