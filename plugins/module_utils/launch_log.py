@@ -8,6 +8,8 @@ from __future__ import annotations
 import re
 import shlex
 
+PEER_LOST = "a peer rank went away or could not be reached"
+
 # (compiled pattern, what it means, the fix). From the manual's training and inference FAQ, plus the
 # ways a distributed run dies when a peer goes away.
 FATAL_PATTERNS = (
@@ -32,7 +34,7 @@ FATAL_PATTERNS = (
     (
         r"Connection closed by peer|Connection reset by peer|RendezvousConnectionError|"
         r"DistNetworkError|RendezvousTimeoutError|HCCL.*(?:timeout|time out)|ProcessGroupGloo.*timed out",
-        "a peer rank went away or could not be reached",
+        PEER_LOST,
         "look at the other nodes' logs for the first failure; check MASTER_ADDR/MASTER_PORT, the"
         " interface in HCCL_SOCKET_IFNAME/GLOO_SOCKET_IFNAME and the firewall between nodes",
     ),
@@ -43,7 +45,7 @@ FATAL_PATTERNS = (
         " scripts/install.sh) or use the image built for this framework",
     ),
     (
-        r"max_model_len is greater than the d",
+        r"User-specified max_model_len.*is greater than the d",
         "max-model-len is longer than the model allows",
         "the manual's inference FAQ 2: lower --max-model-len to the model's seq_length or raise seq_length"
         " in its config.json",
@@ -69,7 +71,7 @@ def find_fatal(text: str, extra: list[dict] | None = None) -> dict | None:
 # transformers' dict logs ({'loss': 1.2, ..., 'epoch': 0.5}), tqdm bars ( 12/64 [00:03<...), and
 # Megatron's "iteration 10/ 1000 | ... lm loss: 1.0E+01 |".
 _HF_LOSS = re.compile(r"\{'loss': '?([0-9.eE+-]+)'?.*?'epoch': '?([0-9.]+)'?")
-_TQDM = re.compile(r"(\d+)/(\d+) \[\d")
+_TQDM = re.compile(r"(\d+)/(\d+) \[[^\]]*(?:it/s|s/it)")
 _MEGATRON = re.compile(r"iteration\s+(\d+)/\s*(\d+).*?lm loss: ([0-9.eE+-]+)")
 
 

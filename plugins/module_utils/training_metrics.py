@@ -164,12 +164,16 @@ def megatron_throughput(
     }
 
 
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
 def judge_loss(losses: list[float], *, min_drop: float = 0.02) -> dict:
     """Whether the loss falls, then flattens (the manual: it keeps falling, then levels off).
 
-    The curve is cut in thirds: it falls when the last third's mean is at least ``min_drop`` below
-    the first third's; it flattens when the drop from the middle to the last third is at most half
-    the drop from the first to the middle third.
+    Falling: the mean of the last third is at least ``min_drop`` below the mean of the first tenth
+    (three values at least). Flattening: within the last third, the mean of its second half is at
+    most an eighth of the whole drop below the mean of its first half.
     """
     values = [float(v) for v in losses]
     if any(math.isnan(v) or math.isinf(v) for v in values):
@@ -178,23 +182,20 @@ def judge_loss(losses: list[float], *, min_drop: float = 0.02) -> dict:
     if len(values) < 6:
         return {"verdict": "too short", "falling": False, "flattening": False,
                 "summary": f"{len(values)} loss value(s): too few to judge (6 or more needed)"}  # fmt: skip
-    third = len(values) // 3
-    first, middle, last = values[:third], values[third : len(values) - third], values[len(values) - third :]
-    mean_first, mean_middle, mean_last = (sum(x) / len(x) for x in (first, middle, last))
-    falling = mean_last <= mean_first * (1 - min_drop)
-    early_drop, late_drop = mean_first - mean_middle, mean_middle - mean_last
-    flattening = falling and late_drop <= early_drop / 2
-    if not falling:
-        verdict = "not falling"
-    elif flattening:
-        verdict = "converging"
-    else:
-        verdict = "falling"
-    drop = (mean_first - mean_last) / mean_first * 100 if mean_first else 0.0
+    head = _mean(values[: max(3, len(values) // 10)])
+    last_third = values[len(values) - len(values) // 3 :]
+    end = _mean(last_third)
+    half = len(last_third) // 2
+    late_drop = _mean(last_third[:half]) - _mean(last_third[half:])
+    total_drop = head - end
+    falling = end <= head * (1 - min_drop)
+    flattening = falling and late_drop <= total_drop / 8
+    verdict = "converging" if flattening else ("falling" if falling else "not falling")
+    percent = total_drop / head * 100 if head else 0.0
     summary = {
-        "converging": f"falls {drop:.1f}% (first to last third), then flattens",
-        "falling": f"falls {drop:.1f}% and is still falling: more steps may help",
-        "not falling": f"changes {-drop:+.1f}% from the first to the last third:"
+        "converging": f"falls {percent:.1f}% (start to last third), then flattens",
+        "falling": f"falls {percent:.1f}% and is still falling at the end: more steps may help",
+        "not falling": f"changes {-percent:+.1f}% from the start to the last third:"
         " check the learning rate and the data",
     }[verdict]
     return {
@@ -204,7 +205,8 @@ def judge_loss(losses: list[float], *, min_drop: float = 0.02) -> dict:
         "first": values[0],
         "last": values[-1],
         "minimum": min(values),
-        "thirds": [mean_first, mean_middle, mean_last],
+        "start_mean": head,
+        "end_mean": end,
         "summary": summary,
     }
 

@@ -15,9 +15,9 @@ description:
     container, the pid and, when the command ends, its exit code (in C(LOG.state/)).
   - Waits for the command with a timeout, reading the log as it goes, and fails fast with the
     log's tail when the process exits non-zero, when its container stops, when the log shows a
-    known fatal error (the manual's FAQ: missing flash_attn, the exit barrier timeout, NPU out of
-    memory; a peer rank gone), naming the hint that fixes it, or when the log stays silent longer
-    than O(stall_timeout).
+    known fatal error (from the manual's FAQ, missing flash_attn, the exit barrier timeout, NPU out
+    of memory; or a peer rank gone), naming the hint that fixes it, or when the log stays silent
+    longer than O(stall_timeout).
 version_added: "0.1.0"
 author:
   - npufleet contributors
@@ -181,7 +181,16 @@ import os
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.launch_log import find_fatal, parse_probe, probe, progress, stop_line, tail, wrapper
+from ansible.module_utils.launch_log import (
+    PEER_LOST,
+    find_fatal,
+    parse_probe,
+    probe,
+    progress,
+    stop_line,
+    tail,
+    wrapper,
+)
 
 RECORD_DIR = "/var/lib/npufleet/launch"
 
@@ -270,8 +279,12 @@ class Launcher:
             seen = self.look()
             text = seen["log_tail"]
             fatal = find_fatal(text, self.params["fatal_patterns"])
-            result = {"progress": progress(text), "log_tail": tail(text, self.params["tail_lines"]),
-                      "elapsed": round(time.monotonic() - began, 1)}  # fmt: skip
+            result = {
+                "progress": progress(text),
+                "log_tail": tail(text, self.params["tail_lines"]),
+                "elapsed": round(time.monotonic() - began, 1),
+                "peer_lost": bool(fatal and fatal["meaning"] == PEER_LOST),
+            }
             if not seen["container_running"]:
                 return result | {"status": "failed", "reason": f"container {self.container} is not running"}
             if seen["rc"] is not None:
@@ -338,7 +351,7 @@ def main() -> None:
     params = module.params
     state = params["state"]
     base = {"changed": False, "started": False, "log_file": launcher.log_file, "progress": "", "log_tail": "",
-            "elapsed": 0.0}  # fmt: skip
+            "elapsed": 0.0, "peer_lost": False}  # fmt: skip
     if not launcher.running():
         if state in ("stopped", "status"):
             module.exit_json(**base, status="absent", msg=f"container {launcher.container} is not running")

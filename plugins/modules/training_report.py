@@ -20,7 +20,7 @@ description:
     the middle iterations, beside the TFLOP/s per card the log prints."
   - "The loss is judged by thirds of the curve: falling when the last third's mean is at least 2% below
     the first's; converging when it also flattens (the late drop is at most half the early one)."
-  - Runs where the log is, normally the controller (C(delegate_to: localhost)); needs matplotlib there.
+  - Runs where the log is, normally the controller (with C(delegate_to) localhost); needs matplotlib there.
 version_added: "0.1.0"
 author:
   - npufleet contributors
