@@ -108,7 +108,9 @@ def wrapper(command: str, log_file: str, state_dir: str) -> str:
         f"echo $? > {state}/rc"
     )
     return (
+        # A new run gets a new log (the previous one is kept as .1): its errors are not read again.
         f'mkdir -p {state} "$(dirname {log})" && rm -f {state}/rc && date +%s > {state}/started && '
+        f"{{ [ ! -e {log} ] || mv -f {log} {log}.1; }} && "
         f"exec setsid bash -c {shlex.quote(inner)}"
     )
 

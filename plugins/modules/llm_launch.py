@@ -11,7 +11,8 @@ description:
   - Starts a command detached inside a running Docker container (C(docker exec -d)) with its
     environment, working dir and user, its output appended to a log file in the container. The
     command runs in its own session, so stopping it reaches every child (torchrun's workers too).
-  - Records what it started on the node (C(/var/lib/npufleet/launch/NAME.json)) and, in the
+  - Records what it started on the node (C(/var/lib/npufleet/launch/NAME.json): container, command,
+    environment, log file, start time) and, in the
     container, the pid and, when the command ends, its exit code (in C(LOG.state/)).
   - Waits for the command with a timeout, reading the log as it goes, and fails fast with the
     log's tail when the process exits non-zero, when its container stops, when the log shows a
@@ -257,7 +258,7 @@ class Launcher:
             "command": command,
             "chdir": self.params["chdir"],
             "user": self.params["user"],
-            "env_keys": sorted(self.params["env"]),
+            "env": self.params["env"],
             "log_file": self.log_file,
             "started_at": time.time(),
         }
@@ -355,6 +356,8 @@ def main() -> None:
     if not launcher.running():
         if state in ("stopped", "status"):
             module.exit_json(**base, status="absent", msg=f"container {launcher.container} is not running")
+        if state == "finished" and not params["fail_on_error"]:
+            module.exit_json(**base, status="failed", reason=f"container {launcher.container} is not running")
         launcher.fail(
             f"container {launcher.container} is not running on this node:"
             " start it first (playbooks/container.yml)",
@@ -367,11 +370,12 @@ def main() -> None:
             module.exit_json(**base, status="absent" if seen["rc"] is None else "stopped", rc=seen["rc"])
         if not module.check_mode:
             launcher.sh(stop_line(launcher.state_dir), check=False)
-        module.exit_json(
-            **(base | {"changed": True}),
-            status="stopped",
-            log_tail=tail(seen["log_tail"], params["tail_lines"]),
-        )
+        stopped = {
+            "changed": True,
+            "status": "stopped",
+            "log_tail": tail(seen["log_tail"], params["tail_lines"]),
+        }
+        module.exit_json(**(base | stopped))
 
     result = dict(base)
     if state == "started":

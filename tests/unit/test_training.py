@@ -11,6 +11,7 @@ import launch_log
 import parallel_plan
 import pytest
 import training_metrics
+from train_assets import train_asset_problems
 from ansible.errors import AnsibleFilterError
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "training"
@@ -272,10 +273,16 @@ def test_wrapper_records_pid_and_exit_code_and_probe_reads_them(tmp_path):
         if (state / "rc").exists():
             break
         subprocess.run(["sleep", "0.1"], check=True)
-    seen = launch_log.parse_probe(subprocess.run(["bash", "-c", launch_log.probe(str(state), str(log))],
-                                                 capture_output=True, text=True, check=True).stdout)  # fmt: skip
+    probe = subprocess.run(
+        ["bash", "-c", launch_log.probe(str(state), str(log))], capture_output=True, text=True, check=True
+    )
+    seen = launch_log.parse_probe(probe.stdout)
     assert seen == {"rc": 3, "alive": False, "log_size": len("it's /h\n"), "log_tail": "it's /h\n"}
     assert (state / "pid").read_text().strip().isdigit()
+    # A second run starts a new log; the previous one is kept beside it.
+    subprocess.run(["bash", "-c", launch_log.wrapper("echo second", str(log), str(state))], check=True)
+    assert log.read_text() == "second\n"
+    assert log.with_name("run.log.1").read_text() == "it's /h\n"
 
 
 def test_stop_line_ends_the_whole_session(tmp_path):
@@ -295,3 +302,31 @@ def test_stop_line_ends_the_whole_session(tmp_path):
     assert run.wait(timeout=15) is not None
     alive = subprocess.run(["pgrep", "-s", str(pid)], capture_output=True, text=True, check=False)
     assert alive.stdout.strip() == ""
+
+
+def test_asset_problems_name_each_entry():
+    assert train_asset_problems([
+        {"name": "code", "git": "https://example.invalid/x.git", "version": "abc", "dest": "code"},
+        {"name": "weights", "src": "/data/w", "dest": "models/w"},
+        {"path": "/mnt/sfs_turbo/d", "dest": "data"},
+    ]) == []  # fmt: skip
+    assert train_asset_problems([
+        {"name": "w", "git": "file:///srv/w.git", "dest": "w"},
+        {"src": "/a", "path": "/b", "dest": "x"},
+        {"name": "abs", "src": "/a", "dest": "/etc"},
+        {"name": "up", "src": "/a", "dest": "a/../../b"},
+        {"name": "none", "dest": "n", "sha": 1},
+        "text",
+    ]) == [
+        "train_assets[0] (w) clones file:///srv/w.git without version: pin the commit (or tag) so every node"
+        " gets the same code and weights",
+        "train_assets[1] (x) needs exactly one source: git (a repository), src (a path on the controller) or"
+        " path (a path on the node, a shared volume say); found src, path",
+        "train_assets[2] (abs) dest '/etc' must be relative to train_host_work_dir, without '..'",
+        "train_assets[3] (up) dest 'a/../../b' must be relative to train_host_work_dir, without '..'",
+        "train_assets[4] (none) needs exactly one source: git (a repository), src (a path on the controller) or"
+        " path (a path on the node, a shared volume say); found none",
+        "train_assets[4] (none) has unknown keys sha",
+        "train_assets[5] must be a mapping, got 'text'",
+    ]  # fmt: skip
+    assert train_asset_problems("x") == ["train_assets must be a list of entries, got str"]

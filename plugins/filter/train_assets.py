@@ -1,0 +1,47 @@
+# Copyright: npufleet contributors
+# Apache License 2.0
+"""Filter for the train role: what is wrong with a train_assets list, one message per problem."""
+
+from __future__ import annotations
+
+SOURCES = ("git", "src", "path")
+
+
+def train_asset_problems(assets) -> list[str]:
+    """Problems of ``train_assets``: each entry needs ``dest`` (relative, without '..') and exactly
+    one source: ``git`` with a pinned ``version``, ``src`` (controller) or ``path`` (node)."""
+    if not isinstance(assets, list):
+        return [f"train_assets must be a list of entries, got {type(assets).__name__}"]
+    problems = []
+    for index, entry in enumerate(assets):
+        where = f"train_assets[{index}]"
+        if not isinstance(entry, dict):
+            problems.append(f"{where} must be a mapping, got {entry!r}")
+            continue
+        label = f"{where} ({entry.get('name') or entry.get('dest') or 'no name'})"
+        dest = str(entry.get("dest") or "")
+        if not dest:
+            problems.append(f"{label} has no dest: the folder to create, relative to train_host_work_dir")
+        elif dest.startswith("/") or ".." in dest.split("/"):
+            problems.append(f"{label} dest {dest!r} must be relative to train_host_work_dir, without '..'")
+        sources = [key for key in SOURCES if entry.get(key)]
+        if len(sources) != 1:
+            found = ", ".join(sources) or "none"
+            problems.append(
+                f"{label} needs exactly one source: git (a repository), src (a path on the controller) or"
+                f" path (a path on the node, a shared volume say); found {found}"
+            )
+        if entry.get("git") and not entry.get("version"):
+            problems.append(
+                f"{label} clones {entry['git']} without version: pin the commit (or tag) so every node gets"
+                " the same code and weights"
+            )
+        unknown = sorted(set(entry) - {"name", "dest", "version", "lfs", "depth", *SOURCES})
+        if unknown:
+            problems.append(f"{label} has unknown keys {', '.join(unknown)}")
+    return problems
+
+
+class FilterModule:
+    def filters(self):
+        return {"train_asset_problems": train_asset_problems}
