@@ -11,9 +11,9 @@ description:
   - Starts a command detached inside a running Docker container (C(docker exec -d)) with its
     environment, working dir and user, its output appended to a log file in the container. The
     command runs in its own session, so stopping it reaches every child (torchrun's workers too).
-  - Records what it started on the node (C(/var/lib/npufleet/launch/NAME.json): container, command,
-    environment, log file, start time) and, in the
-    container, the pid and, when the command ends, its exit code (in C(LOG.state/)).
+  - Records what it started on the node in C(/var/lib/npufleet/launch/NAME.json) (container,
+    command, environment, log file, start time) and, in the container, the pid and, when the
+    command ends, its exit code (in C(LOG.state/)). A new run moves the previous log to C(LOG.1).
   - Waits for the command with a timeout, reading the log as it goes, and fails fast with the
     log's tail when the process exits non-zero, when its container stops, when the log shows a
     known fatal error (from the manual's FAQ, missing flash_attn, the exit barrier timeout, NPU out

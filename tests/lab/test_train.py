@@ -121,8 +121,8 @@ def test_sft_lora_on_two_nodes_then_nothing_to_do(train_lab, reports):
 
 
 def test_dpo_on_one_node(train_lab, reports):
-    result = train(train_lab, reports, limit=NODES[0], train_name="dpo-one", train_stage="dpo", train_force=True,
-                   train_dataset="lab_preference", train_epochs=2)  # fmt: skip
+    result = train(train_lab, reports, limit=NODES[0], train_name="dpo-one", train_stage="dpo",
+                   train_force=True, train_dataset="lab_preference", train_epochs=2)  # fmt: skip
     assert result.succeeded, result.first_failure()
     _, recipe = node_exec(NODES[0], "cat /home/ma-user/ws/npufleet/dpo-one.yaml")
     assert yaml.safe_load(recipe)["stage"] == "dpo"
@@ -173,7 +173,8 @@ def test_a_lost_rank_stops_the_other_and_names_its_node(train_lab, reports):
         ({"train_model_key": "qwen2-72b", "train_strategy": "full"},
          "The parallel plan cannot run: TP x PP = 8 x 4 = 32 does not divide the world size 2"),
         ({"train_model_key": "gpt-9"}, "parallel_plan: no plan for model 'gpt-9' in the manual's table"),
-        ({"train_stage": "pretrain"}, "value of train_stage must be one of: sft, dpo, rm, ppo, got: pretrain"),
+        ({"train_stage": "pretrain"},
+         "value of train_stage must be one of: sft, dpo, rm, ppo, got: pretrain"),
         ({"train_output_dir": "/tmp/out"}, "train_output_dir (/tmp/out) must be under train_work_dir"),
         ({"train_assets": [{"git": "file:///srv/x.git", "dest": "code"}]}, "Bad train_assets: train_assets[0] (code) clones file:///srv/x.git without version"),
         ({"train_network_interface": "ib0"}, "has no IPv4 address on interface 'ib0'"),
