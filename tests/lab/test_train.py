@@ -176,7 +176,8 @@ def test_a_lost_rank_stops_the_other_and_names_its_node(train_lab, reports):
         ({"train_stage": "pretrain"},
          "value of train_stage must be one of: sft, dpo, rm, ppo, got: pretrain"),
         ({"train_output_dir": "/tmp/out"}, "train_output_dir (/tmp/out) must be under train_work_dir"),
-        ({"train_assets": [{"git": "file:///srv/x.git", "dest": "code"}]}, "Bad train_assets: train_assets[0] (code) clones file:///srv/x.git without version"),
+        ({"train_assets": [{"git": "file:///srv/x.git", "dest": "code"}]},
+         "Bad train_assets: train_assets[0] (code) clones file:///srv/x.git without version"),
         ({"train_network_interface": "ib0"}, "has no IPv4 address on interface 'ib0'"),
     ],
 )  # fmt: skip
