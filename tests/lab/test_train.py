@@ -196,8 +196,8 @@ def test_assets_from_git_with_lfs_pinned_and_pip_requirements(train_lab, reports
     assert setup_node.succeeded, setup_node.first_failure()
     # A repository on the node with a git-lfs file; clones use its file:// URL (git-lfs serves it).
     setup = (
-        "set -e; rm -rf /srv/weights.git /tmp/w; git init -q /tmp/w; cd /tmp/w; git lfs install --local >/dev/null;"
-        " git lfs track '*.bin' >/dev/null; head -c 4096 /dev/urandom > model.bin; echo v1 > README;"
+        "set -e; rm -rf /srv/weights.git /tmp/w; git init -q /tmp/w; cd /tmp/w;"
+        " git lfs install --local >/dev/null; git lfs track '*.bin' >/dev/null; head -c 4096 /dev/urandom > model.bin; echo v1 > README;"
         " git add -A; git -c user.email=t@lab -c user.name=t commit -qm v1; git rev-parse HEAD > /tmp/v1;"
         " echo v2 > README; git -c user.email=t@lab -c user.name=t commit -qam v2;"
         " git clone -q --bare /tmp/w /srv/weights.git; cp -r /tmp/w/.git/lfs /srv/weights.git/"
@@ -216,7 +216,7 @@ def test_assets_from_git_with_lfs_pinned_and_pip_requirements(train_lab, reports
                 "lfs": True,
                 "dest": "models/weights",
             }
-        ],  # fmt: skip
+        ],
         "train_pip_requirements": ["pyarrow<20"],
         "train_pip_extra_args": ["--no-index"],
     }
