@@ -11,8 +11,8 @@ import launch_log
 import parallel_plan
 import pytest
 import training_metrics
-from train_assets import train_asset_problems
 from ansible.errors import AnsibleFilterError
+from train_assets import train_asset_problems
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "training"
 SHARED_TABLE = (
