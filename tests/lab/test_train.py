@@ -195,13 +195,23 @@ def test_assets_from_git_with_lfs_pinned_and_pip_requirements(train_lab, reports
     setup_node = run_playbook("node.yml", train_lab, limit=NODES[0], tags="git_lfs")
     assert setup_node.succeeded, setup_node.first_failure()
     # A repository on the node with a git-lfs file; clones use its file:// URL (git-lfs serves it).
-    setup = (
-        "set -e; rm -rf /srv/weights.git /tmp/w; git init -q /tmp/w; cd /tmp/w;"
-        " git lfs install --local >/dev/null; git lfs track '*.bin' >/dev/null; head -c 4096 /dev/urandom > model.bin; echo v1 > README;"
-        " git add -A; git -c user.email=t@lab -c user.name=t commit -qm v1; git rev-parse HEAD > /tmp/v1;"
-        " echo v2 > README; git -c user.email=t@lab -c user.name=t commit -qam v2;"
-        " git clone -q --bare /tmp/w /srv/weights.git; cp -r /tmp/w/.git/lfs /srv/weights.git/"
-    )
+    setup = "; ".join([
+        "set -e",
+        "rm -rf /srv/weights.git /tmp/w",
+        "git init -q /tmp/w",
+        "cd /tmp/w",
+        "git lfs install --local >/dev/null",
+        "git lfs track '*.bin' >/dev/null",
+        "head -c 4096 /dev/urandom > model.bin",
+        "echo v1 > README",
+        "git add -A",
+        "git -c user.email=t@lab -c user.name=t commit -qm v1",
+        "git rev-parse HEAD > /tmp/v1",
+        "echo v2 > README",
+        "git -c user.email=t@lab -c user.name=t commit -qam v2",
+        "git clone -q --bare /tmp/w /srv/weights.git",
+        "cp -r /tmp/w/.git/lfs /srv/weights.git/",
+    ])  # fmt: skip
     code, output = node_exec(NODES[0], setup)
     assert code == 0, output
     _, pinned = node_exec(NODES[0], "cat /tmp/v1")
