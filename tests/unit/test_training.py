@@ -324,8 +324,8 @@ def test_asset_problems_name_each_entry():
         " path (a path on the node, a shared volume say); found src, path",
         "train_assets[2] (abs) dest '/etc' must be relative to train_host_work_dir, without '..'",
         "train_assets[3] (up) dest 'a/../../b' must be relative to train_host_work_dir, without '..'",
-        "train_assets[4] (none) needs exactly one source: git (a repository), src (a path on the controller) or"
-        " path (a path on the node, a shared volume say); found none",
+        "train_assets[4] (none) needs exactly one source: git (a repository), src (a path on the controller)"
+        " or path (a path on the node, a shared volume say); found none",
         "train_assets[4] (none) has unknown keys sha",
         "train_assets[5] must be a mapping, got 'text'",
     ]  # fmt: skip
