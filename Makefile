@@ -15,6 +15,7 @@ demo: setup
 	npufleet up
 	@echo "demo: running site.yml again: nothing should change"
 	npufleet up
+	npufleet report
 	@echo "demo: the lab is still up; 'make lab-down' removes it"
 
 lab-down:

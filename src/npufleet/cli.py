@@ -100,6 +100,9 @@ def _run(playbook: str, args: argparse.Namespace) -> int:
         data = event.get("event_data", {})
         if event.get("event") == "playbook_on_task_start" and not args.json:
             status.update(f"{playbook}: {data.get('task', '')}")
+        # The train role reports each rank's progress every round of waiting.
+        if event.get("event") == "runner_on_ok" and data.get("task") == "Show progress" and not args.json:
+            status.update(f"{playbook}: {data.get('host', '')}: {(data.get('res') or {}).get('msg', '')}")
 
     with console.status(f"{playbook}: starting") as status:
         result = run_playbook(
@@ -137,6 +140,33 @@ def _run(playbook: str, args: argparse.Namespace) -> int:
         console.print(f"[red]npufleet: {result.first_failure()}[/red]", highlight=False)
         return EXIT_FAILED
     console.print(f"npufleet: {playbook} succeeded on {len(result.hosts)} host(s)")
+    return 0
+
+
+def reports_dir() -> Path:
+    return nodes.project_root() / "reports" / "train"
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Print a training report written by the train role (the latest run by default)."""
+    folder = Path(args.dir) if args.dir else reports_dir()
+    runs = sorted(
+        (path.parent for path in folder.glob("*/report.json")), key=lambda path: path.stat().st_mtime
+    )
+    if args.run:
+        chosen = folder / args.run
+        if not (chosen / "report.json").is_file():
+            known = ", ".join(path.name for path in runs) or "none"
+            raise ValueError(f"no report for run {args.run!r} in {folder} (runs with a report: {known})")
+    elif runs:
+        chosen = runs[-1]
+    else:
+        raise ValueError(f"no training report in {folder}: run 'npufleet train' (or 'npufleet up') first")
+    if args.json:
+        print((chosen / "report.json").read_text(encoding="utf-8"))
+    else:
+        print((chosen / "report.md").read_text(encoding="utf-8"), end="")
+        print(f"\n(report: {chosen / 'report.md'}; loss plot: {chosen / 'loss.png'})")
     return 0
 
 
@@ -204,8 +234,9 @@ def build_parser() -> argparse.ArgumentParser:
     fault.set_defaults(func=cmd_fault)
 
     for name, playbook, text in (
-        ("up", "site.yml", "run the whole site play (preflight, then later stages)"),
+        ("up", "site.yml", "run the main job: preflight, node setup, image, NPU container, training"),
         ("check", "preflight.yml", "run the preflight checks only"),
+        ("train", "train.yml", "train on the NPU containers and write the report"),
     ):
         run = sub.add_parser(name, help=text)
         run.add_argument("-i", "--inventory", help="inventory (default: the lab's inventories/lab/hosts.yml)")
@@ -215,6 +246,10 @@ def build_parser() -> argparse.ArgumentParser:
         run.add_argument("--check", action="store_true", help="Ansible check mode: report, change nothing")
         run.add_argument("--diff", action="store_true", help="show what files would change (with --check)")
         run.set_defaults(func=lambda args, playbook=playbook: _run(playbook, args))
+    report = sub.add_parser("report", help="print a training report (the latest run by default)")
+    report.add_argument("run", nargs="?", help="run name (train_name); default: the latest report")
+    report.add_argument("--dir", help="reports folder (default reports/train in the checkout)")
+    report.set_defaults(func=cmd_report)
     return parser
 
 

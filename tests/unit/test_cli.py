@@ -48,3 +48,28 @@ def test_unknown_fault_is_a_usage_error():
     done = run("lab", "fault", "node1", "meltdown")
     assert done.returncode == 2
     assert "invalid choice: 'meltdown'" in done.stderr
+
+
+def test_report_prints_the_latest_run_or_the_one_named(tmp_path):
+    for name, tokens in (("older", 1.0), ("newer", 2.0)):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "report.json").write_text(f'{{"run": "{name}", "tokens": {tokens}}}')
+        (folder / "report.md").write_text(f"# Training report: {name}\n")
+        os.utime(folder / "report.json", (tokens, tokens))
+    latest = run("report", "--dir", str(tmp_path))
+    assert latest.returncode == 0
+    assert latest.stdout.startswith("# Training report: newer\n")
+    named = run("--json", "report", "older", "--dir", str(tmp_path))
+    assert named.returncode == 0
+    assert named.stdout.strip() == '{"run": "older", "tokens": 1.0}'
+    missing = run("report", "gone", "--dir", str(tmp_path))
+    assert missing.returncode == 2
+    assert (
+        "no report for run 'gone'" in missing.stderr and "runs with a report: older, newer" in missing.stderr
+    )
+    empty = run("report", "--dir", str(tmp_path / "none"))
+    assert (empty.returncode, empty.stderr.strip()) == (
+        2,
+        f"npufleet: no training report in {tmp_path / 'none'}: run 'npufleet train' (or 'npufleet up') first",
+    )
