@@ -42,6 +42,19 @@ def train_asset_problems(assets) -> list[str]:
     return problems
 
 
+def train_asset_parents(assets) -> list[str]:
+    """The folders above every asset's dest (``models/a/b`` gives ``models`` and ``models/a``), in
+    order, so that they can be made with the container user's ownership before anything is copied."""
+    parents: list[str] = []
+    for entry in assets or []:
+        parts = str(entry.get("dest", "")).strip("/").split("/")[:-1]
+        for depth in range(1, len(parts) + 1):
+            folder = "/".join(parts[:depth])
+            if folder not in parents:
+                parents.append(folder)
+    return parents
+
+
 class FilterModule:
     def filters(self):
-        return {"train_asset_problems": train_asset_problems}
+        return {"train_asset_problems": train_asset_problems, "train_asset_parents": train_asset_parents}

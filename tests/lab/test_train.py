@@ -84,6 +84,9 @@ def test_sft_lora_on_one_node(train_lab, reports):
     assert report["loss"]["verdict"] in ("converging", "falling")
     assert (reports / "sft-one" / "loss.png").read_bytes()[:4] == b"\x89PNG"
     assert "| tokens/s per card |" in (reports / "sft-one" / "report.md").read_text()
+    # Everything the stages put in the work dir belongs to the container's user (a re-run of the
+    # container stage then has nothing to chown).
+    assert node_exec(NODES[0], "find /home/ma-user/ws ! -uid 1000 -o ! -gid 1000") == (0, "")
 
 
 def test_sft_lora_on_two_nodes_then_nothing_to_do(train_lab, reports):

@@ -12,7 +12,7 @@ import parallel_plan
 import pytest
 import training_metrics
 from ansible.errors import AnsibleFilterError
-from train_assets import train_asset_problems
+from train_assets import train_asset_parents, train_asset_problems
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "training"
 SHARED_TABLE = (
@@ -330,3 +330,9 @@ def test_asset_problems_name_each_entry():
         "train_assets[5] must be a mapping, got 'text'",
     ]  # fmt: skip
     assert train_asset_problems("x") == ["train_assets must be a list of entries, got str"]
+
+
+def test_asset_parents_in_order():
+    assets = [{"dest": "models/a/b"}, {"dest": "data/lab"}, {"dest": "models/c"}, {"dest": "code"}]
+    assert train_asset_parents(assets) == ["models", "models/a", "data"]
+    assert train_asset_parents([]) == []

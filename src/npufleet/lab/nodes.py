@@ -331,7 +331,7 @@ def _training_vars(workload: dict) -> dict:
         "train_per_device_batch_size": 4,
         "train_gradient_accumulation_steps": 1,
         "train_learning_rate": 0.005,
-        "train_epochs": 8,
+        "train_epochs": 12,
         "train_extra_config": {"use_cpu": True},
         # Two CPUs are shared by every rank: one thread each keeps them from fighting.
         "train_env": {"OMP_NUM_THREADS": "1"},
