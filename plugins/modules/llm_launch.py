@@ -200,7 +200,14 @@ class Launcher:
     def __init__(self, module: AnsibleModule) -> None:
         self.module = module
         self.params = module.params
-        self.docker = module.get_bin_path("docker", required=True)
+        self.docker = module.get_bin_path("docker")
+        if not self.docker:
+            if module.check_mode:
+                # Node setup installs Docker before this stage runs; check mode has not.
+                module.exit_json(changed=True, status="absent", msg="would run once Docker is installed")
+            module.fail_json(
+                msg="the docker CLI is not on this node: run node setup (playbooks/node.yml) first"
+            )
         self.container = self.params["container"]
         chdir = self.params["chdir"] or "/tmp"
         self.log_file = self.params["log_file"] or os.path.join(
@@ -356,6 +363,10 @@ def main() -> None:
     if not launcher.running():
         if state in ("stopped", "status"):
             module.exit_json(**base, status="absent", msg=f"container {launcher.container} is not running")
+        if module.check_mode and state == "started":
+            # In check mode the container stage before this one has not started the container.
+            module.exit_json(**(base | {"changed": True, "status": "running", "started": True}),
+                             msg=f"would start {params['name']} once {launcher.container} runs")  # fmt: skip
         if state == "finished" and not params["fail_on_error"]:
             module.exit_json(**base, status="failed", reason=f"container {launcher.container} is not running")
         launcher.fail(
