@@ -1,0 +1,184 @@
+"""One request to an OpenAI-compatible endpoint, timed: streaming (SSE) or not, chat or completions."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+
+import aiohttp
+
+from npufleet.bench.sse import SSEParser
+
+
+@dataclass
+class Prompt:
+    """What to send: a text prompt (or chat messages), the output length wanted, and its input length."""
+
+    text: str
+    max_tokens: int
+    prompt_tokens: int | None = None
+    messages: list | None = None
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class RequestResult:
+    ok: bool
+    start: float  # time.monotonic() just before sending
+    end: float = 0.0
+    ttft: float | None = None
+    chunk_times: list[float] = field(default_factory=list)  # content chunk arrivals, seconds after start
+    chunk_tokens: list[int] = field(default_factory=list)  # tokens in each content chunk
+    output_tokens: int = 0
+    prompt_tokens: int | None = None
+    usage_from_server: bool = False
+    text: str = ""
+    error: str = ""
+    error_kind: str = ""
+    request_id: str = ""
+
+    @property
+    def e2e(self) -> float:
+        return self.end - self.start
+
+    @property
+    def tpot(self) -> float | None:
+        if not self.ok or self.ttft is None or self.output_tokens < 2:
+            return None
+        return (self.e2e - self.ttft) / (self.output_tokens - 1)
+
+    def itl(self) -> list[float]:
+        """Inter-token latencies: each gap between content chunks shared by the later chunk's tokens."""
+        values = []
+        for index in range(1, len(self.chunk_times)):
+            gap = self.chunk_times[index] - self.chunk_times[index - 1]
+            tokens = max(1, self.chunk_tokens[index] if index < len(self.chunk_tokens) else 1)
+            values.extend([gap / tokens] * tokens)
+        return values
+
+
+def build_payload(prompt: Prompt, model: str, endpoint: str, stream: bool) -> dict:
+    payload: dict = {"model": model, "max_tokens": prompt.max_tokens, "stream": stream}
+    if endpoint == "chat":
+        payload["messages"] = prompt.messages or [{"role": "user", "content": prompt.text}]
+    else:
+        payload["prompt"] = prompt.text
+    if stream:
+        payload["stream_options"] = {"include_usage": True, "continuous_usage_stats": True}
+    return payload | prompt.extra
+
+
+def _content(choice: dict, endpoint: str) -> str:
+    if endpoint == "chat":
+        delta = choice.get("delta") or choice.get("message") or {}
+        return (delta.get("content") or "") + (delta.get("reasoning_content") or "")
+    return choice.get("text") or ""
+
+
+def _spread(chunk_usage: list[int | None], total: int | None, chunks: int) -> list[int]:
+    """Tokens per content chunk: the server's per-chunk usage where it sent it, else its total
+    spread evenly over the chunks, else one per chunk."""
+    if chunks and all(value is not None for value in chunk_usage) and len(chunk_usage) == chunks:
+        return [int(value) for value in chunk_usage]
+    if total and chunks:
+        base, extra = divmod(total, chunks)
+        return [base + (1 if index < extra else 0) for index in range(chunks)]
+    return [1] * chunks
+
+
+async def send(
+    session: aiohttp.ClientSession,
+    url: str,
+    model: str,
+    prompt: Prompt,
+    *,
+    endpoint: str = "chat",
+    stream: bool = True,
+    timeout: float = 600,
+    headers: dict | None = None,
+) -> RequestResult:
+    """Send one request and time it; failures are returned with their kind, never raised."""
+    path = "/v1/chat/completions" if endpoint == "chat" else "/v1/completions"
+    payload = build_payload(prompt, model, endpoint, stream)
+    result = RequestResult(ok=False, start=time.monotonic(), prompt_tokens=prompt.prompt_tokens)
+    chunk_usage: list[int | None] = []
+    last_completion_tokens = 0
+    total_tokens: int | None = None
+    try:
+        async with session.post(
+            url.rstrip("/") + path,
+            json=payload,
+            headers=headers,
+            timeout=aiohttp.ClientTimeout(total=timeout),
+        ) as response:
+            result.request_id = response.headers.get("x-request-id", "")
+            if response.status != 200:
+                body = (await response.text())[:300]
+                result.end = time.monotonic()
+                result.error, result.error_kind = f"HTTP {response.status}: {body}", f"http_{response.status}"
+                return result
+            if not stream:
+                body = await response.json(content_type=None)
+                result.end = time.monotonic()
+                choice = (body.get("choices") or [{}])[0]
+                result.text = _content(choice, endpoint)
+                usage = body.get("usage") or {}
+                result.ttft = result.e2e
+                result.chunk_times = [result.e2e] if result.text else []
+                result.output_tokens = int(usage.get("completion_tokens") or 0)
+                result.usage_from_server = "completion_tokens" in usage
+                result.chunk_tokens = [result.output_tokens or 1] if result.text else []
+                if usage.get("prompt_tokens") is not None:
+                    result.prompt_tokens = int(usage["prompt_tokens"])
+                result.ok = True
+                return result
+            parser = SSEParser()
+            done = False
+            async for raw in response.content.iter_any():
+                arrived = time.monotonic() - result.start
+                events = parser.feed(raw)
+                for data in events:
+                    if data.strip() == "[DONE]":
+                        done = True
+                        continue
+                    event = json.loads(data)
+                    if "error" in event:
+                        raise RuntimeError(f"server error in stream: {event['error']}")
+                    usage = event.get("usage") or {}
+                    text = "".join(_content(choice, endpoint) for choice in event.get("choices") or [])
+                    if text:
+                        result.text += text
+                        result.chunk_times.append(arrived)
+                        if result.ttft is None:
+                            result.ttft = arrived
+                        if usage.get("completion_tokens") is not None:
+                            chunk_usage.append(int(usage["completion_tokens"]) - last_completion_tokens)
+                        else:
+                            chunk_usage.append(None)
+                    if usage.get("completion_tokens") is not None:
+                        last_completion_tokens = int(usage["completion_tokens"])
+                        total_tokens = last_completion_tokens
+                        result.usage_from_server = True
+                    if usage.get("prompt_tokens") is not None:
+                        result.prompt_tokens = int(usage["prompt_tokens"])
+            for data in parser.close():
+                done = done or data.strip() == "[DONE]"
+            result.end = time.monotonic()
+            result.chunk_tokens = _spread(chunk_usage, total_tokens, len(result.chunk_times))
+            result.output_tokens = total_tokens if total_tokens is not None else len(result.chunk_times)
+            if result.ttft is None:
+                result.error, result.error_kind = "the stream carried no content", "empty"
+                return result
+            result.ok = True
+            if not done:
+                result.error = "the stream ended without [DONE]"
+            return result
+    except TimeoutError:
+        result.error, result.error_kind = f"no complete answer within {timeout} s", "timeout"
+    except aiohttp.ClientError as error:
+        result.error, result.error_kind = f"{type(error).__name__}: {error}", "connection"
+    except (ValueError, RuntimeError) as error:
+        result.error, result.error_kind = str(error), "protocol"
+    result.end = time.monotonic()
+    return result

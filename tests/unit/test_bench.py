@@ -1,0 +1,162 @@
+"""The load generator: SSE parsing, schedules, percentiles, and requests timed against a synthetic
+OpenAI-compatible server on loopback whose first-token delay and inter-chunk delay are known."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+
+import aiohttp
+import pytest
+
+from npufleet.bench.client import Prompt, RequestResult, send
+from npufleet.bench.load import arrival_offsets, at_concurrency, at_rate
+from npufleet.bench.metrics import describe, percentile, summarize
+from npufleet.bench.sse import SSEParser
+from npufleet.bench.synthetic import Behaviour, SyntheticServer
+
+STREAM = (
+    b": ping\r\n\r\n"
+    b'data: {"a": 1}\r\n\r\n'
+    b'data:{"b": 2}\n\n'
+    b"event: message\nid: 7\ndata: line one\ndata: line two\n\n"
+    b"retry: 10\n\r"
+    b"data: [DONE]\r\r"
+)
+EVENTS = ['{"a": 1}', '{"b": 2}', "line one\nline two", "[DONE]"]
+
+
+def test_sse_whole_stream():
+    parser = SSEParser()
+    assert parser.feed(STREAM) + parser.close() == EVENTS
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 5, 7, 64])
+def test_sse_any_split_gives_the_same_events(size):
+    parser = SSEParser()
+    events = []
+    for start in range(0, len(STREAM), size):
+        events += parser.feed(STREAM[start : start + size])
+    assert events + parser.close() == EVENTS
+
+
+def test_sse_last_event_without_blank_line_and_large_chunks():
+    parser = SSEParser()
+    big = json.dumps({"x": "y" * 200_000})
+    assert parser.feed(f"data: {big}\n\ndata: tail".encode()) == [big]
+    assert parser.close() == ["tail"]
+    assert SSEParser().feed(b"data\n\n") == [""]  # a field with no colon: empty data
+
+
+def test_arrival_offsets():
+    assert arrival_offsets(4, 2.0, "constant") == [0.0, 0.5, 1.0, 1.5]
+    poisson = arrival_offsets(20_000, 50.0, "poisson", seed=3)
+    assert poisson == arrival_offsets(20_000, 50.0, "poisson", seed=3)
+    assert poisson[0] == 0.0 and all(b >= a for a, b in itertools.pairwise(poisson))
+    assert poisson[-1] / (len(poisson) - 1) == pytest.approx(1 / 50, rel=0.02)
+    with pytest.raises(ValueError, match="rate must be above 0 requests/s, got 0"):
+        arrival_offsets(3, 0)
+    with pytest.raises(ValueError, match="arrival kind must be poisson or constant, got 'gamma'"):
+        arrival_offsets(3, 1, "gamma")
+
+
+def test_percentiles_interpolate_like_numpy():
+    assert percentile([1, 2, 3, 4], 50) == 2.5
+    assert percentile([1, 2, 3, 4], 90) == pytest.approx(3.7)
+    assert percentile([5], 99) == 5
+    assert describe([]) == {"count": 0}
+    assert describe([1.0, 3.0]) == {"count": 2, "mean": 2.0, "p50": 2.0, "p90": 2.8, "p99": 2.98}
+
+
+def test_tpot_and_itl_definitions():
+    result = RequestResult(ok=True, start=10.0, end=10.5, ttft=0.1, chunk_times=[0.1, 0.2, 0.5],
+                           chunk_tokens=[1, 2, 3], output_tokens=6)  # fmt: skip
+    assert result.e2e == pytest.approx(0.5)
+    assert result.tpot == pytest.approx((0.5 - 0.1) / 5)
+    assert result.itl() == pytest.approx([0.05, 0.05, 0.1, 0.1, 0.1])
+    assert RequestResult(ok=True, start=0, end=1, ttft=1, output_tokens=1).tpot is None
+
+
+def run_with_server(behaviour: Behaviour, scenario):
+    async def main():
+        server = SyntheticServer(behaviour)
+        url = await server.start()
+        try:
+            async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+                return await scenario(session, url, server)
+        finally:
+            await server.stop()
+
+    return asyncio.run(main())
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "chunk_tokens"),
+    [
+        (Behaviour(ttft=0.06, itl=0.01), [1] * 12),
+        (Behaviour(ttft=0.06, itl=0.01, tokens_per_chunk=3, comments=True, space_after_colon=False), [3] * 4),
+        (Behaviour(ttft=0.06, itl=0.01, tokens_per_chunk=5, usage="final", split_writes=True), [4, 4, 4]),
+        (Behaviour(ttft=0.06, itl=0.01, tokens_per_chunk=4, usage="none", pad_bytes=100_000), [1, 1, 1]),
+    ],
+)
+def test_a_streamed_chat_request_is_timed_against_the_servers_truth(behaviour, chunk_tokens):
+    async def scenario(session, url, server):
+        return await send(session, url, "synthetic", Prompt("two words", 12)), server
+
+    result, server = run_with_server(behaviour, scenario)
+    assert result.ok, result.error
+    truth = server.truth[result.request_id]
+    # TTFT ends when the first content chunk arrives (not the role-only chunk before it): after the
+    # server wrote it. How soon after is measured by benchmarks/, not asserted here.
+    lag = (result.start + result.ttft) - truth.first_content
+    assert 0 <= lag < 1.0
+    assert result.ttft >= behaviour.ttft
+    assert result.chunk_tokens == chunk_tokens
+    assert result.text == "tok " * 12
+    expected_tokens = 12 if behaviour.usage != "none" else len(chunk_tokens)
+    assert result.output_tokens == expected_tokens
+    assert result.prompt_tokens == (2 if behaviour.usage != "none" else None)
+    assert len(result.itl()) == sum(chunk_tokens[1:])
+    assert all(value > 0 for value in result.itl())
+
+
+def test_completions_and_non_streaming():
+    async def scenario(session, url, _server):
+        streamed = await send(session, url, "synthetic", Prompt("a b c", 5), endpoint="completions")
+        whole = await send(session, url, "synthetic", Prompt("a b c", 5), stream=False)
+        return streamed, whole
+
+    streamed, whole = run_with_server(Behaviour(ttft=0.02, itl=0.01), scenario)
+    assert streamed.ok and streamed.output_tokens == 5 and streamed.text == "tok " * 5
+    assert whole.ok and whole.output_tokens == 5 and whole.prompt_tokens == 3
+    assert whole.ttft == whole.e2e >= 0.02 + 0.01 * 4
+
+
+def test_errors_are_counted_by_kind_never_dropped():
+    async def scenario(session, url, _server):
+        prompts = [Prompt("x", 3)] * 6
+        run = await at_concurrency(lambda p: send(session, url, "synthetic", p), prompts, 2)
+        refused = await send(session, "http://127.0.0.1:9", "synthetic", Prompt("x", 3))
+        return run, refused
+
+    run, refused = run_with_server(Behaviour(ttft=0.0, itl=0.0, fail_every=3), scenario)
+    summary = summarize(run)
+    assert (summary["requests"], summary["completed"], summary["failed"]) == (6, 4, 2)
+    assert summary["errors"] == {"http_500": 2}
+    assert not refused.ok and refused.error_kind == "connection"
+
+
+def test_rate_mode_keeps_the_schedule_and_goodput_applies_slos():
+    async def scenario(session, url, _server):
+        prompts = [Prompt("x", 4)] * 60
+        return await at_rate(lambda p: send(session, url, "synthetic", p), prompts, 100.0, kind="constant")
+
+    run = run_with_server(Behaviour(ttft=0.01, itl=0.002), scenario)
+    assert run.planned == [index / 100.0 for index in range(60)]
+    # Never early (sleeps end at absolute deadlines); how late is measured by benchmarks/.
+    assert all(actual >= planned - 1e-3 for actual, planned in zip(run.send_times, run.planned, strict=True))
+    assert run.achieved_rate() <= 100.0 * 1.01
+    summary = summarize(run, slo={"ttft_ms": 10_000, "e2e_ms": 10_000})
+    assert summary["goodput"] == pytest.approx(summary["request_throughput"])
+    assert summarize(run, slo={"ttft_ms": 1})["goodput"] == 0
