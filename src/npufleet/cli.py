@@ -170,6 +170,65 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _numbers(text: str, kind=float) -> list:
+    try:
+        return [kind(item) for item in text.split(",") if item.strip()]
+    except ValueError as error:
+        raise ValueError(f"{text!r} is not a comma-separated list of numbers") from error
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Benchmark an OpenAI-compatible server (see npufleet.bench for the metric definitions)."""
+    from npufleet.bench import prompts as bench_prompts  # noqa: PLC0415 -- aiohttp loads only here
+    from npufleet.bench import report as bench_report  # noqa: PLC0415
+    from npufleet.bench.run import Settings, benchmark  # noqa: PLC0415
+
+    if args.dataset:
+        prompts = bench_prompts.from_jsonl(Path(args.dataset), args.requests, args.output_tokens)
+    elif args.image:
+        prompts = bench_prompts.multimodal(args.requests, args.text, Path(args.image), args.output_tokens,
+                                           stop_token_ids=args.stop_token_ids)  # fmt: skip
+    else:
+        prompts = bench_prompts.synthetic(
+            args.requests,
+            args.input_tokens,
+            args.output_tokens,
+            seed=args.seed,
+            ignore_eos=not args.no_ignore_eos,
+        )
+    slo = {key: value for key, value in (("ttft_ms", args.slo_ttft_ms), ("tpot_ms", args.slo_tpot_ms),
+                                         ("e2e_ms", args.slo_e2e_ms)) if value is not None}  # fmt: skip
+    settings = Settings(
+        url=args.url,
+        model=args.model,
+        endpoint=args.endpoint,
+        stream=not args.no_stream,
+        concurrencies=_numbers(args.concurrency, int) if args.concurrency else [],
+        rates=_numbers(args.rate) if args.rate else [],
+        arrival=args.arrival,
+        seed=args.seed,
+        max_concurrency=args.max_concurrency,
+        warmup=args.warmup,
+        timeout=args.timeout,
+        slo=slo,
+    )
+    settings.check()
+    with console.status(f"benchmarking {args.model} at {args.url}"):
+        data = benchmark(settings, prompts)
+    out = Path(args.out) if args.out else nodes.project_root() / "reports" / "bench" / "latest"
+    files = bench_report.write(data, out)
+    if args.json:
+        print(files["json"].read_text(encoding="utf-8"))
+    else:
+        print(files["markdown"].read_text(encoding="utf-8"), end="")
+        console.print(f"report: {files['markdown']} ({files['json'].name}, {files['png'].name})")
+    completed = sum(run["summary"]["completed"] for run in data["runs"])
+    if not completed:
+        console.print("[red]npufleet: every request failed: is the server up at that address?[/red]")
+        return EXIT_FAILED
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="npufleet",
@@ -250,6 +309,37 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("run", nargs="?", help="run name (train_name); default: the latest report")
     report.add_argument("--dir", help="reports folder (default reports/train in the checkout)")
     report.set_defaults(func=cmd_report)
+
+    bench = sub.add_parser(
+        "bench", help="benchmark an OpenAI-compatible server (TTFT, TPOT, ITL, throughput)"
+    )
+    bench.add_argument("--url", required=True, help="server base URL, for example http://127.0.0.1:8000")
+    bench.add_argument("--model", required=True, help="model name the server serves")
+    bench.add_argument("--endpoint", choices=("chat", "completions"), default="chat")
+    bench.add_argument("--no-stream", action="store_true", help="ask for whole answers (TTFT = E2E)")
+    load = bench.add_mutually_exclusive_group(required=True)
+    load.add_argument("--concurrency", help="requests in flight, or a sweep: 1,4,16,64")
+    load.add_argument("--rate", help="requests per second, or a sweep: 1,2,4")
+    bench.add_argument("--arrival", choices=("poisson", "constant"), default="poisson", help="with --rate")
+    bench.add_argument("--max-concurrency", type=int, help="with --rate: at most this many in flight")
+    bench.add_argument("--requests", type=int, default=100, help="requests per level (default 100)")
+    bench.add_argument("--input-tokens", type=int, default=128, help="synthetic prompt length (words)")
+    bench.add_argument("--output-tokens", type=int, default=128, help="max_tokens of each request")
+    bench.add_argument("--no-ignore-eos", action="store_true", help="let the model stop before max_tokens")
+    bench.add_argument("--dataset", help="JSONL file of prompts ('prompt' or 'messages', 'max_tokens')")
+    bench.add_argument("--image", help="send this image (base64) with --text: multimodal chat requests")
+    bench.add_argument("--text", default="What is in the image?", help="the text beside --image")
+    bench.add_argument(
+        "--stop-token-ids", type=int, nargs="+", help="stop_token_ids (InternVL: 0 92543 92542)"
+    )
+    bench.add_argument("--warmup", type=int, default=2, help="requests sent first and not counted")
+    bench.add_argument("--seed", type=int, default=0)
+    bench.add_argument("--timeout", type=float, default=600, help="seconds one request may take")
+    bench.add_argument("--slo-ttft-ms", type=float, help="goodput: TTFT at most this")
+    bench.add_argument("--slo-tpot-ms", type=float, help="goodput: TPOT at most this")
+    bench.add_argument("--slo-e2e-ms", type=float, help="goodput: E2E latency at most this")
+    bench.add_argument("--out", help="report folder (default reports/bench/latest)")
+    bench.set_defaults(func=cmd_bench)
     return parser
 
 

@@ -6,13 +6,19 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import aiohttp
 import pytest
 
-from npufleet.bench.client import Prompt, RequestResult, send
+from npufleet.bench.client import Prompt, RequestResult, build_payload, send
 from npufleet.bench.load import arrival_offsets, at_concurrency, at_rate
 from npufleet.bench.metrics import describe, percentile, summarize
+from npufleet.bench.prompts import from_jsonl, multimodal, synthetic
 from npufleet.bench.sse import SSEParser
 from npufleet.bench.synthetic import Behaviour, SyntheticServer
 
@@ -160,3 +166,100 @@ def test_rate_mode_keeps_the_schedule_and_goodput_applies_slos():
     summary = summarize(run, slo={"ttft_ms": 10_000, "e2e_ms": 10_000})
     assert summary["goodput"] == pytest.approx(summary["request_throughput"])
     assert summarize(run, slo={"ttft_ms": 1})["goodput"] == 0
+
+
+def test_prompts_synthetic_jsonl_and_multimodal(tmp_path):
+    made = synthetic(3, 16, 8, seed=1)
+    assert [len(p.text.split()) for p in made] == [16, 16, 16]
+    assert made[0].extra == {"ignore_eos": True} and made[0].max_tokens == 8
+    assert synthetic(3, 16, 8, seed=1)[2].text == made[2].text
+    data = tmp_path / "prompts.jsonl"
+    data.write_text(
+        '{"prompt": "hi", "max_tokens": 4}\n\n{"messages": [{"role": "user", "content": "yo"}]}\n'
+    )
+    loaded = from_jsonl(data, count=3, default_max_tokens=9)
+    assert [(p.text, p.max_tokens) for p in loaded] == [("hi", 4), ("", 9), ("hi", 4)]
+    data.write_text('{"prompt": "hi"}\n{"text": "no"}\n')
+    with pytest.raises(ValueError, match=r"prompts.jsonl:2: each line needs 'prompt' \(text\) or 'messages'"):
+        from_jsonl(data)
+    image = tmp_path / "cat.png"
+    image.write_bytes(b"\x89PNG fake")
+    (request,) = multimodal(1, "What is in the image?", image, 16, stop_token_ids=[0, 92543, 92542])
+    payload = build_payload(request, "internvl2", "chat", stream=False)
+    # The manual's online_serving.py payload: text, then the image as a data URL; stop_token_ids.
+    assert payload["messages"][0]["content"] == [
+        {"type": "text", "text": "What is in the image?"},
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORyBmYWtl"}},
+    ]
+    assert payload["stop_token_ids"] == [0, 92543, 92542] and payload["max_tokens"] == 16
+
+
+def test_npufleet_bench_against_the_synthetic_server(tmp_path):
+    port = socket_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "npufleet.bench.synthetic", "--port", str(port),
+         "--ttft-ms", "20", "--itl-ms", "2"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        wait_for_port(port)
+        out = tmp_path / "bench"
+        result = subprocess.run(
+            [str(Path(sys.executable).parent / "npufleet"), "bench", "--url", f"http://127.0.0.1:{port}",
+             "--model", "synthetic", "--concurrency", "1,4", "--requests", "12", "--output-tokens", "8",
+             "--input-tokens", "5", "--slo-ttft-ms", "5000", "--out", str(out)],
+            capture_output=True, text=True, check=False, timeout=120,
+        )  # fmt: skip
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    assert result.returncode == 0, result.stderr
+    data = json.loads((out / "bench.json").read_text())
+    assert [run["level"] for run in data["runs"]] == [1, 4]
+    for run in data["runs"]:
+        summary = run["summary"]
+        assert (summary["completed"], summary["failed"], summary["output_tokens"]) == (12, 0, 96)
+        assert summary["prompt_tokens"] == 60 and summary["usage_from_server"]
+        assert summary["ttft_ms"]["p50"] >= 20 and summary["goodput"] == pytest.approx(
+            summary["request_throughput"]
+        )
+    assert "| 4 | 12 / 0 |" in result.stdout
+    assert (out / "bench.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_npufleet_bench_refuses_bad_input_and_reports_a_dead_server(tmp_path):
+    npufleet = str(Path(sys.executable).parent / "npufleet")
+    bad = subprocess.run([npufleet, "bench", "--url", "127.0.0.1:8000", "--model", "m", "--concurrency", "2"],
+                         capture_output=True, text=True, check=False)  # fmt: skip
+    assert bad.returncode == 2
+    assert "url must start with http:// or https://, got '127.0.0.1:8000'" in bad.stderr
+    zero = subprocess.run([npufleet, "bench", "--url", "http://127.0.0.1:9", "--model", "m",
+                           "--concurrency", "0"],
+                          capture_output=True, text=True, check=False)  # fmt: skip
+    assert zero.returncode == 2 and "every concurrency must be at least 1, got [0]" in zero.stderr
+    dead = subprocess.run(
+        [npufleet, "bench", "--url", f"http://127.0.0.1:{socket_port()}", "--model", "m",
+         "--concurrency", "2",
+         "--requests", "3", "--warmup", "0", "--out", str(tmp_path / "dead")],
+        capture_output=True, text=True, check=False, timeout=60,
+    )  # fmt: skip
+    assert dead.returncode == 1
+    assert "every request failed: is the server up at that address?" in dead.stderr
+    assert json.loads((tmp_path / "dead" / "bench.json").read_text())["runs"][0]["summary"]["errors"] == {
+        "connection": 3
+    }
+
+
+def socket_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for_port(port: int) -> None:
+    for _ in range(100):
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise AssertionError(f"nothing listens on 127.0.0.1:{port}")
