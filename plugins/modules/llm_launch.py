@@ -38,8 +38,10 @@ options:
       - V(finished) waits up to O(timeout) seconds for the run to end.
       - V(stopped) stops the run (TERM to its session, KILL after 10 s).
       - V(status) only reports.
+      - V(ready) waits up to O(timeout) seconds until O(url) answers with a 2xx status, watching the
+        process meanwhile (a server that exits or logs a known fatal error fails at once).
     type: str
-    choices: [started, finished, stopped, status]
+    choices: [started, finished, stopped, status, ready]
     default: started
   command:
     description: Shell command line run with C(bash -c) in the container. Required with V(started).
@@ -93,6 +95,10 @@ options:
     type: list
     elements: dict
     default: []
+  url:
+    description: With V(ready), the address that answers once the server is up (for example
+      C(http://127.0.0.1:8000/health)); requested from the node.
+    type: str
   tail_lines:
     description: How many lines of the log's tail to return.
     type: int
@@ -141,12 +147,15 @@ RETURN = r"""
 status:
   description: >-
     V(running), V(succeeded), V(failed) (non-zero exit, fatal log line, silent log, or stopped
-    container), V(stopped) (stopped by this module), V(skipped) (O(creates) exists) or V(absent).
+    container), V(ready) (O(url) answered), V(stopped) (stopped by this module), V(skipped)
+    (O(creates) exists) or V(absent).
   returned: always
   type: str
   sample: succeeded
-rc:
-  description: Exit code of the command, once it ended.
+exit_code:
+  description: >-
+    Exit code of the command, once it ended (not named rc: Ansible would fail the task on a
+    non-zero rc, where a status look only reports).
   returned: when the run ended
   type: int
   sample: 0
@@ -180,6 +189,8 @@ elapsed:
 import json
 import os
 import time
+import urllib.error
+import urllib.request
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.launch_log import (
@@ -231,7 +242,7 @@ class Launcher:
         return rc == 0 and out.strip() == "true"
 
     def fail(self, msg: str, **result) -> None:
-        self.module.fail_json(msg=msg, log_file=self.log_file, **result)
+        self.module.fail_json(msg=msg, **({"log_file": self.log_file} | result))
 
     def look(self) -> dict:
         if not self.running():
@@ -280,8 +291,19 @@ class Launcher:
             time.sleep(0.1)
         return True
 
-    def wait(self, timeout: int) -> dict:
+    def answers(self, url: str) -> tuple[bool, str]:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return 200 <= response.status < 300, f"HTTP {response.status}"
+        except urllib.error.HTTPError as error:
+            return False, f"HTTP {error.code}"
+        except (urllib.error.URLError, OSError) as error:
+            return False, str(getattr(error, "reason", error))
+
+    def wait(self, timeout: int, ready_url: str | None = None, act: bool = True) -> dict:
+        """Watch the run; ``act`` False (a mere status look) never stops it."""
         began = time.monotonic()
+        last_answer = "no answer yet"
         last_size, last_growth = -1, time.monotonic()
         while True:
             seen = self.look()
@@ -298,10 +320,10 @@ class Launcher:
             if seen["rc"] is not None:
                 status = "succeeded" if seen["rc"] == 0 else "failed"
                 reason = "" if seen["rc"] == 0 else f"exited with code {seen['rc']}"
-                outcome = result | {"status": status, "rc": seen["rc"], "reason": reason}
+                outcome = result | {"status": status, "exit_code": seen["rc"], "reason": reason}
                 return outcome | ({"fatal": fatal} if fatal and status == "failed" else {})
             if fatal:
-                if self.params["stop_on_fatal"] and not self.module.check_mode:
+                if act and self.params["stop_on_fatal"] and not self.module.check_mode:
                     self.sh(stop_line(self.state_dir), check=False)
                 return result | {
                     "status": "failed",
@@ -315,14 +337,21 @@ class Launcher:
             if seen["log_size"] != last_size:
                 last_size, last_growth = seen["log_size"], now
             stall = self.params["stall_timeout"]
-            if stall and now - last_growth > stall:
+            if act and stall and now - last_growth > stall:
                 if not self.module.check_mode:
                     self.sh(stop_line(self.state_dir), check=False)
                 return result | {
                     "status": "failed",
                     "reason": f"its log did not grow for {stall} s (stopped it)",
                 }
+            if ready_url:
+                ready, last_answer = self.answers(ready_url)
+                if ready:
+                    return result | {"status": "ready", "reason": f"{ready_url} answered {last_answer}"}
             if now - began >= timeout:
+                if ready_url:
+                    reason = f"not ready after {timeout} s ({ready_url}: {last_answer})"
+                    return result | {"status": "running", "reason": reason}
                 return result | {"status": "running", "reason": f"still running after {timeout} s"}
             time.sleep(self.params["poll_interval"])
 
@@ -335,7 +364,7 @@ def main() -> None:
             "state": {
                 "type": "str",
                 "default": "started",
-                "choices": ["started", "finished", "stopped", "status"],
+                "choices": ["started", "finished", "stopped", "status", "ready"],
             },
             "command": {"type": "str"},
             "chdir": {"type": "str"},
@@ -350,9 +379,10 @@ def main() -> None:
             "fail_on_error": {"type": "bool", "default": True},
             "stop_on_fatal": {"type": "bool", "default": True},
             "fatal_patterns": {"type": "list", "elements": "dict", "default": []},
+            "url": {"type": "str"},
             "tail_lines": {"type": "int", "default": 30},
         },
-        required_if=[("state", "started", ("command",))],
+        required_if=[("state", "started", ("command",)), ("state", "ready", ("url",))],
         supports_check_mode=True,
     )
     launcher = Launcher(module)
@@ -378,7 +408,9 @@ def main() -> None:
     if state == "stopped":
         seen = launcher.look()
         if not seen["alive"]:
-            module.exit_json(**base, status="absent" if seen["rc"] is None else "stopped", rc=seen["rc"])
+            module.exit_json(
+                **base, status="absent" if seen["rc"] is None else "stopped", exit_code=seen["rc"]
+            )
         if not module.check_mode:
             launcher.sh(stop_line(launcher.state_dir), check=False)
         stopped = {
@@ -404,10 +436,19 @@ def main() -> None:
             status = "running" if seen["alive"] else ("succeeded" if seen["rc"] == 0 else "failed")
             module.exit_json(**(result | {"status": status, "progress": progress(seen["log_tail"])}))
 
-    outcome = launcher.wait(0 if state == "status" else params["timeout"])
+    outcome = launcher.wait(
+        0 if state == "status" else params["timeout"],
+        params["url"] if state == "ready" else None,
+        act=state != "status",
+    )
     result |= outcome
     unfinished = outcome["status"] == "running" and state != "status"
-    if params["fail_on_error"] and (outcome["status"] == "failed" or unfinished):
+    if state == "ready" and outcome["status"] == "succeeded":
+        # A server that ends is not ready, whatever its exit code.
+        outcome["status"] = result["status"] = "failed"
+        outcome["reason"] = result["reason"] = "exited with code 0 before it answered"
+    # A status look reports; it never fails the task.
+    if params["fail_on_error"] and state != "status" and (outcome["status"] == "failed" or unfinished):
         message = f"{params['name']} in {launcher.container} {outcome['status']}: {outcome.get('reason', '')}"
         hint = outcome.get("fatal", {}).get("hint")
         if hint:

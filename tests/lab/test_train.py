@@ -241,3 +241,57 @@ def test_assets_from_git_with_lfs_pinned_and_pip_requirements(train_lab, reports
     assert node_exec(NODES[0], "stat -c %u /home/ma-user/ws/models/weights/model.bin") == (0, "1000")
     again = run_playbook("train.yml", train_lab, limit=NODES[0], tags="train_assets", extravars=assets)
     assert again.succeeded and again.hosts[NODES[0]].changed == 0, again.hosts[NODES[0]].changed_tasks
+
+
+def serve(inventory: Path, **extravars):
+    return run_playbook("serve.yml", inventory, limit=NODES[0], extravars=extravars)
+
+
+def test_serve_the_trained_adapter_pass_the_gates_and_benchmark_it(train_lab, reports, tmp_path):
+    trained = train(train_lab, reports, limit=NODES[0], train_name="sft-one")  # skipped when done
+    assert trained.succeeded, trained.first_failure()
+    settings = {"serve_name": "lab-api", "serve_port": 8100, "serve_served_model_name": "tiny-sft",
+                "serve_adapter_path": "/workspace/output/sft-one"}  # fmt: skip
+    first = serve(train_lab, **settings)
+    assert first.succeeded, first.first_failure()
+    _, rendered = node_exec(NODES[0], "cat /home/ma-user/ws/npufleet/serve/lab-api.yaml")
+    assert yaml.safe_load(rendered)["adapter_name_or_path"] == "/workspace/output/sft-one"
+    again = serve(train_lab, **settings)
+    assert again.succeeded and again.hosts[NODES[0]].changed == 0, again.hosts[NODES[0]].changed_tasks
+    # The load generator from the controller, over the lab network, against the real server.
+    inventory = yaml.safe_load(train_lab.read_text())["all"]["children"]["npu_nodes"]["hosts"]
+    address = inventory[NODES[0]]["npufleet_node_address"]
+    from npufleet.bench.prompts import synthetic  # noqa: PLC0415 -- aiohttp only where needed
+    from npufleet.bench.run import Settings, benchmark  # noqa: PLC0415
+
+    data = benchmark(Settings(url=f"http://{address}:8100", model="tiny-sft", concurrencies=[1, 2]),
+                     synthetic(6, 8, 16, ignore_eos=False))  # fmt: skip
+    for run in data["runs"]:
+        assert (run["summary"]["completed"], run["summary"]["failed"]) == (6, 0)
+        assert run["summary"]["ttft_ms"]["p50"] > 0
+    node_exec(NODES[0], f"docker exec {CONTAINER} pkill -f 'llamafactory-cli api' ; true")
+
+
+@pytest.mark.parametrize(
+    ("extravars", "message"),
+    [
+        ({"serve_engine": "vllm", "serve_max_model_len": 4096, "serve_max_num_batched_tokens": 4096},
+         "--max-model-len 4096 is larger than the model's max_position_embeddings 512 in config.json"),
+        ({"serve_engine": "vllm", "serve_npus": 8}, "tensor parallel 1 x pipeline parallel 1 = 1 must equal"),
+        ({"serve_model_path": "/workspace/data/lab"}, "the model dir has no config.json"),
+        ({"serve_model_path": "/workspace/nothing"}, "/workspace/nothing is not a readable dir in container"),
+    ],
+)  # fmt: skip
+def test_serving_checks_refuse_bad_settings_before_launch(train_lab, extravars, message):
+    result = serve(train_lab, serve_name="bad-api", serve_port=8101, **extravars)
+    assert not result.succeeded
+    assert message in result.first_failure()
+    assert node_exec(NODES[0], "test -e /home/ma-user/ws/npufleet/logs/serve-bad-api.log")[0] == 1
+
+
+def test_a_server_that_dies_fails_the_gate_with_its_log(train_lab):
+    result = serve(train_lab, serve_name="dying-api", serve_port=8102, serve_template="no_such_template")
+    assert not result.succeeded
+    message = result.first_failure()
+    assert "serve-dying-api in npufleet-workload failed: exited with code 1" in message
+    assert "no_such_template" in message  # the log's tail says why

@@ -338,6 +338,16 @@ def _training_vars(workload: dict) -> dict:
         "train_poll_seconds": 10,
         "train_stall_timeout": 300,
         "train_timeout": 3600,
+        # Serving: LLaMA-Factory's OpenAI API on the CPU, the tiny model with the adapter site.yml trains.
+        "serve_engine": "llamafactory",
+        "serve_model_path": "/workspace/models/tiny-qwen2",
+        "serve_template": "qwen",
+        "serve_adapter_path": "/workspace/output/sft",
+        "serve_served_model_name": "tiny-qwen2-sft",
+        "serve_npus": 1,
+        "serve_tensor_parallel_size": 1,
+        "serve_max_model_len": 512,
+        "serve_start_timeout": 300,
     }
 
 
