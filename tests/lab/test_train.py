@@ -258,17 +258,18 @@ def test_serve_the_trained_adapter_pass_the_gates_and_benchmark_it(train_lab, re
     assert yaml.safe_load(rendered)["adapter_name_or_path"] == "/workspace/output/sft-one"
     again = serve(train_lab, **settings)
     assert again.succeeded and again.hosts[NODES[0]].changed == 0, again.hosts[NODES[0]].changed_tasks
-    # The load generator from the controller, over the lab network, against the real server.
+    # bench.yml: the load generator on the controller, over the lab network, against the real server.
+    bench = run_playbook("bench.yml", train_lab, extravars=settings | {
+        "bench_requests": 6, "bench_concurrency": [1, 2], "bench_input_tokens": 8, "bench_output_tokens": 16,
+        "bench_dest": str(tmp_path / "bench")})  # fmt: skip
+    assert bench.succeeded, bench.first_failure()
+    data = json.loads((tmp_path / "bench" / "bench.json").read_text())
     inventory = yaml.safe_load(train_lab.read_text())["all"]["children"]["npu_nodes"]["hosts"]
-    address = inventory[NODES[0]]["npufleet_node_address"]
-    from npufleet.bench.prompts import synthetic  # noqa: PLC0415 -- aiohttp only where needed
-    from npufleet.bench.run import Settings, benchmark  # noqa: PLC0415
-
-    data = benchmark(Settings(url=f"http://{address}:8100", model="tiny-sft", concurrencies=[1, 2]),
-                     synthetic(6, 8, 16, ignore_eos=False))  # fmt: skip
+    assert data["config"]["url"] == f"http://{inventory[NODES[0]]['npufleet_node_address']}:8100"
     for run in data["runs"]:
         assert (run["summary"]["completed"], run["summary"]["failed"]) == (6, 0)
         assert run["summary"]["ttft_ms"]["p50"] > 0
+    assert (tmp_path / "bench" / "bench.png").read_bytes()[:4] == b"\x89PNG"
     node_exec(NODES[0], f"docker exec {CONTAINER} pkill -f 'llamafactory-cli api' ; true")
 
 
