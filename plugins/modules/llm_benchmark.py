@@ -19,7 +19,8 @@ description:
     the gap between two content chunks divided by the tokens the later chunk carries (server usage
     counts where the server sends them). E2E: sending to the end of the response. Request, output and
     total token throughput over the run's duration; goodput: requests per second meeting every SLO
-    given. p50, p90 and p99 of each. Failed requests are counted by kind, never dropped."
+    given. p50, p90 and p99 of each. Failed requests are counted by kind, never dropped; an answer
+    without content (the model stopped at once) is completed, without a TTFT, and counted as empty."
 version_added: "0.1.0"
 author:
   - npufleet contributors

@@ -331,7 +331,13 @@ class Launcher:
                     "reason": f"{fatal['meaning']}: {fatal['line']}",
                 }
             if not seen["alive"]:
-                # No exit code and no process: the wrapper was killed (the container restarted, say).
+                # No exit code and no process: the wrapper was killed, often because its container is
+                # being stopped; give that a moment to show, as it is the better reason.
+                for _ in range(6):
+                    if not self.running():
+                        reason = f"container {self.container} is not running"
+                        return result | {"status": "failed", "reason": reason}
+                    time.sleep(0.5)
                 return result | {"status": "failed", "reason": "the process is gone without an exit code"}
             now = time.monotonic()
             if seen["log_size"] != last_size:

@@ -46,7 +46,9 @@ class RunResult:
         return f"ansible-playbook ended {self.status} (rc {self.rc}){detail}; see {self.artifact_dir}"
 
 
-_SECRET_KEY = re.compile(r"password|passwd|token|secret", re.IGNORECASE)
+# Names of secrets: passwords, secrets, API keys, and tokens (hf_token, token_file), but not token
+# counts (max_tokens, bench_input_tokens).
+_SECRET_KEY = re.compile(r"password|passwd|secret|api_?key|(?:^|_)token(?:$|_)", re.IGNORECASE)
 
 
 def _failure(event: dict) -> tuple[str, dict]:

@@ -263,3 +263,17 @@ def wait_for_port(port: int) -> None:
                 return
         time.sleep(0.05)
     raise AssertionError(f"nothing listens on 127.0.0.1:{port}")
+
+
+def test_an_answer_without_content_is_completed_and_counted_as_empty():
+    async def scenario(session, url, _server):
+        return await at_concurrency(lambda p: send(session, url, "synthetic", p), [Prompt("x", 1)], 1)
+
+    run = run_with_server(Behaviour(ttft=0.0, itl=0.0, tokens_per_chunk=2, usage="final"), scenario)
+    assert run.results[0].ok and run.results[0].output_tokens == 1
+    # Here the only chunk has content; a server that sends none is summarized the same way:
+    empty = RequestResult(ok=True, start=0.0, end=0.2, output_tokens=0)
+    run.results.append(empty)
+    summary = summarize(run)
+    assert (summary["completed"], summary["failed"], summary["empty_responses"]) == (2, 0, 1)
+    assert summary["ttft_ms"]["count"] == 1 and summary["e2e_ms"]["count"] == 2

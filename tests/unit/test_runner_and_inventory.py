@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
+from npufleet import runner
 from npufleet.lab import nodes
 from npufleet.runner import HostResult, RunResult, _failure, run_playbook
 
@@ -76,3 +77,13 @@ def test_secrets_are_refused_as_extra_vars(tmp_path):
         ValueError, match="image_registry_password look like secrets: keep them in an Ansible Vault"
     ):
         run_playbook("image.yml", inventory, extravars={"image_registry_password": "x", "image_tag": "1"})
+
+
+@pytest.mark.parametrize(
+    ("key", "secret"),
+    [("image_registry_password", True), ("hf_token", True), ("token", True), ("registry_token_file", True),
+     ("OPENAI_API_KEY", True), ("client_secret", True), ("bench_input_tokens", False), ("max_tokens", False),
+     ("serve_gate_max_tokens", False), ("tokenizer_path", False)],
+)  # fmt: skip
+def test_secret_names_and_token_counts(key, secret):
+    assert bool(runner._SECRET_KEY.search(key)) is secret

@@ -11,5 +11,6 @@ Metric definitions (also in the llm_benchmark module's docs):
 - E2E: from just before sending to the end of the response.
 - Throughputs over the benchmark's duration (first send to last response end): requests/s,
   output tokens/s, total (prompt + output) tokens/s; goodput: requests/s meeting every SLO given.
-- Errors are counted by kind and never dropped from the totals.
+- Errors are counted by kind and never dropped from the totals. An answer without any content
+  (the model stopped at once) is completed, has no TTFT, and is counted as an empty response.
 """

@@ -167,9 +167,8 @@ async def send(
             result.end = time.monotonic()
             result.chunk_tokens = _spread(chunk_usage, total_tokens, len(result.chunk_times))
             result.output_tokens = total_tokens if total_tokens is not None else len(result.chunk_times)
-            if result.ttft is None:
-                result.error, result.error_kind = "the stream carried no content", "empty"
-                return result
+            # A stream without content is an answer too (the model stopped at once): it counts as
+            # completed with no TTFT, and the summary says how many there were.
             result.ok = True
             if not done:
                 result.error = "the stream ended without [DONE]"

@@ -62,6 +62,7 @@ def summarize(run: LoadRun, slo: dict | None = None) -> dict:
         "goodput": good / duration if duration > 0 and slo else None,
         "slo": slo,
         "output_tokens": output_tokens,
+        "empty_responses": sum(1 for result in ok if result.ttft is None),
         "prompt_tokens": prompt_tokens,
         "usage_from_server": all(result.usage_from_server for result in ok) if ok else False,
         "ttft_ms": describe([result.ttft * 1000 for result in ok if result.ttft is not None]),
