@@ -281,6 +281,8 @@ def test_serve_the_trained_adapter_pass_the_gates_and_benchmark_it(train_lab, re
         ({"serve_engine": "vllm", "serve_npus": 8}, "tensor parallel 1 x pipeline parallel 1 = 1 must equal"),
         ({"serve_model_path": "/workspace/data/lab"}, "the model dir has no config.json"),
         ({"serve_model_path": "/workspace/nothing"}, "/workspace/nothing is not a readable dir in container"),
+        ({"serve_adapter_path": "/workspace/output/never"},
+         "has no adapter at /workspace/output/never (no adapter_config.json) in its container"),
     ],
 )  # fmt: skip
 def test_serving_checks_refuse_bad_settings_before_launch(train_lab, extravars, message):

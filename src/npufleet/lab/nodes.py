@@ -344,6 +344,8 @@ def _training_vars(workload: dict) -> dict:
         "serve_template": "qwen",
         "serve_adapter_path": "/workspace/output/sft",
         "serve_served_model_name": "tiny-qwen2-sft",
+        # The adapter trained on both nodes lives on the first (rank 0 writes it).
+        "serve_nodes": 1,
         "serve_npus": 1,
         "serve_tensor_parallel_size": 1,
         "serve_max_model_len": 512,
