@@ -4,6 +4,7 @@ OpenAI-compatible server on loopback whose first-token delay and inter-chunk del
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import socket
@@ -195,14 +196,7 @@ def test_prompts_synthetic_jsonl_and_multimodal(tmp_path):
 
 
 def test_npufleet_bench_against_the_synthetic_server(tmp_path):
-    port = socket_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "npufleet.bench.synthetic", "--port", str(port),
-         "--ttft-ms", "20", "--itl-ms", "2"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        wait_for_port(port)
+    with synthetic_server(ttft_ms=20, itl_ms=2) as port:
         out = tmp_path / "bench"
         result = subprocess.run(
             [str(Path(sys.executable).parent / "npufleet"), "bench", "--url", f"http://127.0.0.1:{port}",
@@ -210,9 +204,6 @@ def test_npufleet_bench_against_the_synthetic_server(tmp_path):
              "--input-tokens", "5", "--slo-ttft-ms", "5000", "--out", str(out)],
             capture_output=True, text=True, check=False, timeout=120,
         )  # fmt: skip
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
     assert result.returncode == 0, result.stderr
     data = json.loads((out / "bench.json").read_text())
     assert [run["level"] for run in data["runs"]] == [1, 4]
@@ -248,6 +239,23 @@ def test_npufleet_bench_refuses_bad_input_and_reports_a_dead_server(tmp_path):
     assert json.loads((tmp_path / "dead" / "bench.json").read_text())["runs"][0]["summary"]["errors"] == {
         "connection": 3
     }
+
+
+@contextlib.contextmanager
+def synthetic_server(ttft_ms: float, itl_ms: float):
+    """``python -m npufleet.bench.synthetic`` on a free loopback port, for as long as the block runs."""
+    port = socket_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "npufleet.bench.synthetic", "--port", str(port),
+         "--ttft-ms", str(ttft_ms), "--itl-ms", str(itl_ms)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        wait_for_port(port)
+        yield port
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
 
 
 def socket_port() -> int:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import vllm_bench
 
-from tests.unit.test_bench import socket_port, wait_for_port
+from tests.unit.test_bench import synthetic_server
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -52,14 +52,7 @@ def test_vllm_command_line():
 
 
 def test_the_module_through_ansible_against_the_synthetic_server(tmp_path):
-    port = socket_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "npufleet.bench.synthetic", "--port", str(port),
-         "--ttft-ms", "10", "--itl-ms", "1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        wait_for_port(port)
+    with synthetic_server(ttft_ms=10, itl_ms=1) as port:
         args = json.dumps({"url": f"http://127.0.0.1:{port}", "model": "synthetic", "concurrency": [1, 4],
                            "requests": 8, "output_tokens": 6, "input_tokens": 4, "dest": str(tmp_path / "b"),
                            "slo": {"ttft_ms": 10000}})  # fmt: skip
@@ -70,9 +63,6 @@ def test_the_module_through_ansible_against_the_synthetic_server(tmp_path):
             env=os.environ | {"ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1",
                               "ANSIBLE_INVENTORY": "localhost,", "ANSIBLE_CONNECTION": "local"},
         )  # fmt: skip
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
     assert "CHANGED" in result.stdout, result.stdout + result.stderr
     report = json.loads((tmp_path / "b" / "bench.json").read_text())
     assert [(run["level"], run["summary"]["completed"]) for run in report["runs"]] == [(1, 8), (4, 8)]
