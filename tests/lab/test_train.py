@@ -244,7 +244,10 @@ def test_assets_from_git_with_lfs_pinned_and_pip_requirements(train_lab, reports
 
 
 def serve(inventory: Path, **extravars):
-    return run_playbook("serve.yml", inventory, limit=NODES[0], extravars=extravars)
+    # The base model unless a test names an adapter (the lab inventory names site.yml's "sft" run).
+    return run_playbook(
+        "serve.yml", inventory, limit=NODES[0], extravars={"serve_adapter_path": ""} | extravars
+    )
 
 
 def test_serve_the_trained_adapter_pass_the_gates_and_benchmark_it(train_lab, reports, tmp_path):
