@@ -16,7 +16,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from npufleet.bench.client import Prompt, RequestResult, build_payload, send
+from npufleet.bench.client import Prompt, RequestResult, build_payload, new_session, send
 from npufleet.bench.load import arrival_offsets, at_concurrency, at_rate
 from npufleet.bench.metrics import describe, percentile, summarize
 from npufleet.bench.prompts import from_jsonl, multimodal, synthetic
@@ -90,7 +90,7 @@ def run_with_server(behaviour: Behaviour, scenario):
         server = SyntheticServer(behaviour)
         url = await server.start()
         try:
-            async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+            async with new_session() as session:
                 return await scenario(session, url, server)
         finally:
             await server.stop()
@@ -126,6 +126,42 @@ def test_a_streamed_chat_request_is_timed_against_the_servers_truth(behaviour, c
     assert result.prompt_tokens == (2 if behaviour.usage != "none" else None)
     assert len(result.itl()) == sum(chunk_tokens[1:])
     assert all(value > 0 for value in result.itl())
+
+
+def test_the_clock_starts_when_the_request_left_and_chunks_are_stamped_on_arrival():
+    async def scenario(session, url, server):
+        hooked = await send(session, url, "synthetic", Prompt("a b", 4))
+        async with aiohttp.ClientSession() as plain:  # no hook: timed from the call, still correct
+            unhooked = await send(plain, url, "synthetic", Prompt("a b", 4))
+        return hooked, unhooked, server
+
+    hooked, unhooked, server = run_with_server(Behaviour(ttft=0.03, itl=0.005), scenario)
+    for result in (hooked, unhooked):
+        truth = server.truth[result.request_id]
+        assert result.ok, result.error
+        # The request left the client before the server had all of it, and the first chunk was
+        # stamped after the server wrote it.
+        assert result.start <= truth.arrived
+        assert result.start + result.ttft >= truth.first_content
+    assert hooked.send_delay > 0
+    assert unhooked.send_delay == 0
+
+
+def test_the_synthetic_server_takes_content_parts_and_max_completion_tokens():
+    # guidellm's form of a chat request: content as a list of parts, OpenAI's newer token cap.
+    async def scenario(session, url, server):
+        payload = {
+            "model": "synthetic",
+            "max_completion_tokens": 3,
+            "stream": False,
+            "messages": [{"role": "user", "content": [{"type": "text", "text": "one two three"}]}],
+        }
+        async with session.post(f"{url}/v1/chat/completions", json=payload) as response:
+            return response.status, await response.json()
+
+    status, body = run_with_server(Behaviour(ttft=0.0, itl=0.0), scenario)
+    assert status == 200
+    assert body["usage"] == {"prompt_tokens": 3, "completion_tokens": 3, "total_tokens": 6}
 
 
 def test_completions_and_non_streaming():

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from dataclasses import dataclass, field
 
 import aiohttp
+from aiohttp.client_proto import ResponseHandler
 
 from npufleet.bench.sse import SSEParser
 
@@ -25,7 +27,8 @@ class Prompt:
 @dataclass
 class RequestResult:
     ok: bool
-    start: float  # time.monotonic() just before sending
+    start: float  # time.monotonic() when the request had left the client (see new_session)
+    send_delay: float = 0.0  # seconds the client itself took before the request left it
     end: float = 0.0
     ttft: float | None = None
     chunk_times: list[float] = field(default_factory=list)  # content chunk arrivals, seconds after start
@@ -56,6 +59,70 @@ class RequestResult:
             tokens = max(1, self.chunk_tokens[index] if index < len(self.chunk_tokens) else 1)
             values.extend([gap / tokens] * tokens)
         return values
+
+
+class _SentAt:
+    """Where the trace hook stamps the moment the request's last byte was handed to the socket."""
+
+    __slots__ = ("time",)
+
+    def __init__(self) -> None:
+        self.time: float | None = None
+
+
+async def _stamp_sent(_session, context, _params) -> None:
+    stamp = context.trace_request_ctx
+    if isinstance(stamp, _SentAt):
+        stamp.time = time.monotonic()
+
+
+class _ArrivalStampingHandler(ResponseHandler):
+    """aiohttp's connection protocol, noting when bytes reached the process. When many streams
+    get a chunk at once (a server's decode step), the coroutines reading them wake one after
+    another; the stamp taken here, before any of them runs, is when the chunk really arrived."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.first_unread: float | None = None
+
+    def data_received(self, data: bytes) -> None:
+        if self.first_unread is None:
+            self.first_unread = time.monotonic()
+        super().data_received(data)
+
+
+class _StampingConnector(aiohttp.TCPConnector):
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        # aiohttp builds each connection's protocol from this factory (no public hook for it);
+        # without it (another aiohttp), chunks are stamped when their reader wakes instead.
+        if hasattr(self, "_factory"):
+            self._factory = functools.partial(_ArrivalStampingHandler, loop=self._loop)
+
+
+def _arrival(response: aiohttp.ClientResponse, not_before: float) -> float:
+    """When the data just read arrived: the protocol's stamp, unless absent or older than the
+    request (left over from an earlier answer on the same connection); then now."""
+    now = time.monotonic()
+    protocol = response.connection.protocol if response.connection else None
+    stamp = getattr(protocol, "first_unread", None)
+    if protocol is not None and stamp is not None:
+        protocol.first_unread = None
+        if not_before <= stamp <= now:
+            return stamp
+    return now
+
+
+def new_session(**kwargs) -> aiohttp.ClientSession:
+    """A client session for ``send``: no connection limit; each request's clock starts when its
+    body was written, not when the client began building it (under a burst of requests the
+    client's own work before the write is not the server's latency: it is reported apart as
+    ``send_delay``), and each chunk is timed when its bytes arrived, not when its reader woke."""
+    trace = aiohttp.TraceConfig()
+    trace.on_request_headers_sent.append(_stamp_sent)
+    trace.on_request_chunk_sent.append(_stamp_sent)
+    kwargs.setdefault("connector", _StampingConnector(limit=0))
+    return aiohttp.ClientSession(trace_configs=[trace], **kwargs)
 
 
 def build_payload(prompt: Prompt, model: str, endpoint: str, stream: bool) -> dict:
@@ -102,6 +169,7 @@ async def send(
     path = "/v1/chat/completions" if endpoint == "chat" else "/v1/completions"
     payload = build_payload(prompt, model, endpoint, stream)
     result = RequestResult(ok=False, start=time.monotonic(), prompt_tokens=prompt.prompt_tokens)
+    sent = _SentAt()
     chunk_usage: list[int | None] = []
     last_completion_tokens = 0
     total_tokens: int | None = None
@@ -111,7 +179,12 @@ async def send(
             json=payload,
             headers=headers,
             timeout=aiohttp.ClientTimeout(total=timeout),
+            trace_request_ctx=sent,
         ) as response:
+            # A session without the hook (not from new_session) keeps the clock from the start.
+            if sent.time is not None:
+                result.send_delay = sent.time - result.start
+                result.start = sent.time
             result.request_id = response.headers.get("x-request-id", "")
             if response.status != 200:
                 body = (await response.text())[:300]
@@ -136,7 +209,7 @@ async def send(
             parser = SSEParser()
             done = False
             async for raw in response.content.iter_any():
-                arrived = time.monotonic() - result.start
+                arrived = _arrival(response, result.start) - result.start
                 events = parser.feed(raw)
                 for data in events:
                     if data.strip() == "[DONE]":

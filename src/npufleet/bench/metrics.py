@@ -69,5 +69,8 @@ def summarize(run: LoadRun, slo: dict | None = None) -> dict:
         "tpot_ms": describe([result.tpot * 1000 for result in ok if result.tpot is not None]),
         "itl_ms": describe([value * 1000 for result in ok for value in result.itl()]),
         "e2e_ms": describe([result.e2e * 1000 for result in ok]),
+        # The client's own delay before each request left it: large values mean the client, not
+        # the server, was the bottleneck.
+        "send_delay_ms": describe([result.send_delay * 1000 for result in run.results]),
         "achieved_rate": run.achieved_rate(),
     }

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass, field
 
-import aiohttp
-
-from npufleet.bench.client import Prompt, send
+from npufleet.bench import run_loop
+from npufleet.bench.client import Prompt, new_session, send
 from npufleet.bench.load import LoadRun, at_concurrency, at_rate
 from npufleet.bench.metrics import summarize
 
@@ -52,8 +50,7 @@ def _samples(run: LoadRun) -> dict:
 async def run_benchmark(settings: Settings, prompts: list[Prompt]) -> dict:
     """Run every level on the same prompts; returns the report's data (config, runs with samples)."""
     settings.check()
-    connector = aiohttp.TCPConnector(limit=0)
-    async with aiohttp.ClientSession(connector=connector) as session:
+    async with new_session() as session:
 
         def sender(prompt: Prompt):
             return send(session, settings.url, settings.model, prompt, endpoint=settings.endpoint,
@@ -81,4 +78,4 @@ async def run_benchmark(settings: Settings, prompts: list[Prompt]) -> dict:
 
 
 def benchmark(settings: Settings, prompts: list[Prompt]) -> dict:
-    return asyncio.run(run_benchmark(settings, prompts))
+    return run_loop(run_benchmark(settings, prompts))
