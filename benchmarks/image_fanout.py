@@ -23,8 +23,8 @@ import results_io
 from rich.console import Console
 from rich.table import Table
 
+from npufleet.api import run_playbook
 from npufleet.lab import nodes, registry
-from npufleet.runner import run_playbook
 
 LAB = "npufleet-bench-image"
 REPOSITORY = "npufleet/workload-big"

@@ -15,13 +15,14 @@ description:
     container has vLLM) for each level, and normalizes its results into the same report, to
     cross-check the two.
   - "Metrics. TTFT: from the write of the request's body to the arrival (stamped when the connection
-    received the bytes) of the first chunk whose content is not empty (a role-only first chunk does
-    not count); the client's own delay before the write is reported apart as send_delay_ms. TPOT: per request, (E2E - TTFT) / (output tokens - 1). ITL: per token,
-    the gap between two content chunks divided by the tokens the later chunk carries (server usage
-    counts where the server sends them). E2E: the write of the request to the end of the response. Request, output and
-    total token throughput over the run's duration; goodput: requests per second meeting every SLO
-    given. p50, p90 and p99 of each. Failed requests are counted by kind, never dropped; an answer
-    without content (the model stopped at once) is completed, without a TTFT, and counted as empty."
+    received the bytes) of the first chunk whose content is not empty (a role-only first chunk does not
+    count); the client's own delay before the write is reported apart as send_delay_ms. TPOT: per
+    request, (E2E - TTFT) / (output tokens - 1). ITL: per token, the gap between two content chunks
+    divided by the tokens the later chunk carries (server usage counts where the server sends them).
+    E2E: the write of the request to the end of the response. Request, output and total token throughput
+    over the run's duration; goodput: requests per second meeting every SLO given. p50, p90 and p99 of
+    each. Failed requests are counted by kind, never dropped; an answer without content (the model
+    stopped at once) is completed, without a TTFT, and counted as empty."
 version_added: "0.1.0"
 author:
   - npufleet contributors

@@ -1,26 +1,31 @@
 """The ``npufleet`` command line.
 
 Exit codes: 0 success; 1 a play or lab step failed (one line on stderr says where and why);
-2 bad usage or input; 3 the environment is missing something (no Docker engine, no debootstrap).
+2 bad usage or input; 3 the environment is missing something (no Docker engine, no debootstrap);
+4 a play ran past --timeout and was stopped; 130 interrupted (Ctrl-C: the run is cancelled).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import getpass
 import json
 import logging
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from rich.console import Console
+from rich.live import Live
 from rich.table import Table
 
 from npufleet import __version__
+from npufleet.api import run_playbook
 from npufleet.lab import nodes
-from npufleet.runner import run_playbook
 
-EXIT_FAILED, EXIT_USAGE, EXIT_ENVIRONMENT = 1, 2, 3
+EXIT_FAILED, EXIT_USAGE, EXIT_ENVIRONMENT, EXIT_TIMEOUT, EXIT_INTERRUPTED = 1, 2, 3, 4, 130
 DEFAULT_LAB = "npufleet-lab"
 
 console = Console(stderr=True, soft_wrap=True)
@@ -87,24 +92,85 @@ def cmd_fault(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run(playbook: str, args: argparse.Namespace) -> int:
-    inventory = Path(args.inventory) if args.inventory else nodes.default_inventory()
+class LiveView:
+    """Per host: the task it is on and its ok/changed/failed/unreachable counts, redrawn as
+    ansible-runner's events come (on a terminal; elsewhere rich prints nothing until the end)."""
+
+    def __init__(self, playbook: str) -> None:
+        self.playbook = playbook
+        self.hosts: dict[str, dict] = {}
+        self.task = "starting"
+
+    def event(self, event: dict) -> None:
+        data = event.get("event_data", {})
+        kind = event.get("event", "")
+        if kind == "playbook_on_task_start":
+            self.task = data.get("task", "")
+            return
+        host = data.get("host")
+        if not host:
+            return
+        row = self.hosts.setdefault(host, {"task": "", "ok": 0, "changed": 0, "failed": 0, "unreachable": 0})
+        res = data.get("res") or {}
+        if kind == "runner_on_start":
+            row["task"] = data.get("task", "")
+        elif kind == "runner_on_ok":
+            row["ok"] += 1
+            row["changed"] += 1 if res.get("changed") else 0
+            # The train role reports each rank's progress every round of waiting.
+            if data.get("task") == "Show progress":
+                row["task"] = f"training: {res.get('msg', '')}"
+        elif kind == "runner_on_failed" and not data.get("ignore_errors"):
+            row["failed"] += 1
+        elif kind == "runner_on_unreachable":
+            row["unreachable"] += 1
+
+    def __rich__(self) -> Table:
+        table = Table(
+            "host", "task", "ok", "changed", "failed", "unreachable", title=f"{self.playbook}: {self.task}"
+        )
+        for host, row in sorted(self.hosts.items()):
+            table.add_row(host, row["task"], str(row["ok"]), str(row["changed"]), str(row["failed"]),
+                          str(row["unreachable"]))  # fmt: skip
+        return table
+
+
+def _extra_vars(items: list[str] | None) -> dict:
     extravars = {}
-    for item in args.extra_vars or []:
+    for item in items or []:
         key, sep, value = item.partition("=")
         if not sep:
             raise ValueError(f"--extra-var {item!r} is not KEY=VALUE")
         extravars[key] = value
+    return extravars
 
-    def show(event: dict) -> None:
-        data = event.get("event_data", {})
-        if event.get("event") == "playbook_on_task_start" and not args.json:
-            status.update(f"{playbook}: {data.get('task', '')}")
-        # The train role reports each rank's progress every round of waiting.
-        if event.get("event") == "runner_on_ok" and data.get("task") == "Show progress" and not args.json:
-            status.update(f"{playbook}: {data.get('host', '')}: {(data.get('res') or {}).get('msg', '')}")
 
-    with console.status(f"{playbook}: starting") as status:
+def _vault_password(args: argparse.Namespace) -> str | None:
+    """From --vault-password-file (read here, passed in memory) or a prompt (--ask-vault-pass)."""
+    if getattr(args, "vault_password_file", None):
+        path = Path(args.vault_password_file)
+        if not path.is_file():
+            raise ValueError(f"--vault-password-file {path} does not exist")
+        return path.read_text(encoding="utf-8").strip()
+    if getattr(args, "ask_vault_pass", False):
+        return getpass.getpass("Vault password: ")
+    return None
+
+
+def _run(playbook: str, args: argparse.Namespace, extravars: dict | None = None) -> int:
+    inventory = Path(args.inventory) if args.inventory else nodes.default_inventory()
+    extravars = _extra_vars(args.extra_vars) | (extravars or {})
+    view = LiveView(playbook)
+    # Ctrl-C cancels the run through ansible-runner (which stops ansible-playbook), then exits 130.
+    cancelled = threading.Event()
+    previous = signal.signal(signal.SIGINT, lambda *_: cancelled.set())
+    with Live(view, console=console, refresh_per_second=4, transient=True, redirect_stdout=False) as live:
+
+        def show(event: dict) -> None:
+            view.event(event)
+            if not args.json:
+                live.refresh()
+
         result = run_playbook(
             playbook,
             inventory,
@@ -114,7 +180,11 @@ def _run(playbook: str, args: argparse.Namespace) -> int:
             limit=args.limit,
             tags=args.tags,
             on_event=show,
+            vault_password=_vault_password(args),
+            timeout=args.timeout,
+            cancel=cancelled,
         )
+    signal.signal(signal.SIGINT, previous)
     if args.json:
         _print_json(
             {
@@ -123,6 +193,8 @@ def _run(playbook: str, args: argparse.Namespace) -> int:
                 "rc": result.rc,
                 "hosts": result.hosts,
                 "artifact_dir": result.artifact_dir,
+                "reports": result.reports,
+                "results": result.results,
             }
         )
     else:
@@ -136,11 +208,21 @@ def _run(playbook: str, args: argparse.Namespace) -> int:
             for host, res in sorted(result.hosts.items()):
                 for task in res.changed_tasks:
                     console.print(f"would change on {host}: {task}", highlight=False)
+        for path in result.reports:
+            console.print(f"report: {path}", highlight=False)
     if not result.succeeded:
         console.print(f"[red]npufleet: {result.first_failure()}[/red]", highlight=False)
-        return EXIT_FAILED
+        if result.status == "canceled":
+            return EXIT_INTERRUPTED
+        return EXIT_TIMEOUT if result.status == "timeout" else EXIT_FAILED
     console.print(f"npufleet: {playbook} succeeded on {len(result.hosts)} host(s)")
     return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    flags = {"teardown_images": args.images, "teardown_work_dir": args.work_dir,
+             "teardown_system_settings": args.system_settings}  # fmt: skip
+    return _run("teardown.yml", args, {key: True for key, value in flags.items() if value})
 
 
 def reports_dir() -> Path:
@@ -233,7 +315,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="npufleet",
         description="Bring up LLM training and inference on Ascend NPU servers, or on a simulated lab.",
-        epilog="Exit codes: 0 ok, 1 a step failed, 2 bad usage or input, 3 missing engine or tool.",
+        epilog="Exit codes: 0 ok, 1 a step failed, 2 bad usage or input, 3 missing engine or tool, "
+        "4 a play ran past --timeout, 130 interrupted.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON on stdout")
@@ -293,9 +376,15 @@ def build_parser() -> argparse.ArgumentParser:
     fault.set_defaults(func=cmd_fault)
 
     for name, playbook, text in (
-        ("up", "site.yml", "run the main job: preflight, node setup, image, NPU container, training"),
+        (
+            "up",
+            "site.yml",
+            "run the main job: preflight, node setup, image, NPU container, training, serving",
+        ),
         ("check", "preflight.yml", "run the preflight checks only"),
         ("train", "train.yml", "train on the NPU containers and write the report"),
+        ("serve", "serve.yml", "serve a model from the NPU containers behind health gates"),
+        ("down", "teardown.yml", "stop what npufleet started on the nodes (processes, NPU container)"),
     ):
         run = sub.add_parser(name, help=text)
         run.add_argument("-i", "--inventory", help="inventory (default: the lab's inventories/lab/hosts.yml)")
@@ -304,7 +393,20 @@ def build_parser() -> argparse.ArgumentParser:
         run.add_argument("-e", "--extra-var", dest="extra_vars", action="append", metavar="KEY=VALUE")
         run.add_argument("--check", action="store_true", help="Ansible check mode: report, change nothing")
         run.add_argument("--diff", action="store_true", help="show what files would change (with --check)")
+        run.add_argument("--timeout", type=float, help="stop the play after this many seconds (exit 4)")
+        vault = run.add_mutually_exclusive_group()
+        vault.add_argument("--vault-password-file", help="file holding the Ansible Vault password")
+        vault.add_argument("--ask-vault-pass", action="store_true", help="prompt for the Vault password")
         run.set_defaults(func=lambda args, playbook=playbook: _run(playbook, args))
+        if name == "down":
+            run.add_argument("--images", action="store_true", help="also remove the workload image")
+            run.add_argument("--work-dir", action="store_true", help="also delete the work dir on the nodes")
+            run.add_argument(
+                "--system-settings",
+                action="store_true",
+                help="also remove the metadata guard and the ip_forward sysctl file",
+            )
+            run.set_defaults(func=cmd_down)
     report = sub.add_parser("report", help="print a training report (the latest run by default)")
     report.add_argument("run", nargs="?", help="run name (train_name); default: the latest report")
     report.add_argument("--dir", help="reports folder (default reports/train in the checkout)")
@@ -360,7 +462,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_ENVIRONMENT
     except KeyboardInterrupt:
         console.print("npufleet: interrupted")
-        return 130
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -14,8 +14,8 @@ import docker
 import pytest
 import yaml
 
+from npufleet.api import run_playbook
 from npufleet.lab import nodes, registry
-from npufleet.runner import run_playbook
 from tests.lab.conftest import LAB
 
 pytestmark = pytest.mark.lab

@@ -8,8 +8,8 @@ from pathlib import Path
 import docker
 import pytest
 
+from npufleet.api import run_playbook
 from npufleet.lab import image, nodes
-from npufleet.runner import run_playbook
 from tests.lab.conftest import LAB, run_cli
 
 pytestmark = pytest.mark.lab

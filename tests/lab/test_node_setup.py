@@ -9,8 +9,8 @@ from pathlib import Path
 import docker
 import pytest
 
+from npufleet.api import run_playbook
 from npufleet.lab import nodes
-from npufleet.runner import run_playbook
 
 pytestmark = pytest.mark.lab
 LAB = "npufleet-test-setup"

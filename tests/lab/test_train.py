@@ -14,8 +14,8 @@ import docker
 import pytest
 import yaml
 
+from npufleet.api import run_playbook
 from npufleet.lab import nodes
-from npufleet.runner import run_playbook
 
 pytestmark = pytest.mark.lab
 LAB = "npufleet-train"

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from npufleet import runner
+from npufleet import api as runner
+from npufleet.api import HostResult, RunResult, _failure, run_playbook
 from npufleet.lab import nodes
-from npufleet.runner import HostResult, RunResult, _failure, run_playbook
 
 
 def event(msg, task="Report the result of the preflight checks", host="node2"):

@@ -1,0 +1,156 @@
+"""The Python API (typed results, cancellation, timeout, vault) and teardown.yml on the shared lab."""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import docker
+import pytest
+
+from npufleet import api
+from tests.lab.conftest import LAB, run_cli
+
+pytestmark = pytest.mark.lab
+ROOT = Path(__file__).resolve().parents[2]
+NODES = [f"{LAB}-node1", f"{LAB}-node2"]
+BIN = Path(sys.executable).parent
+
+
+def node_exec(name: str, command: str) -> tuple[int, str]:
+    result = docker.from_env().containers.get(name).exec_run(["sh", "-c", command])
+    return result.exit_code, result.output.decode(errors="replace").strip()
+
+
+def test_a_run_returns_typed_per_host_results_and_module_output(lab_inventory, tmp_path):
+    statuses: list[str] = []
+    events: list[dict] = []
+    result = api.run("preflight", lab_inventory, on_status=statuses.append, on_event=events.append,
+                     artifacts=tmp_path)  # fmt: skip
+    assert result.succeeded, result.first_failure()
+    assert result.status == "successful" and result.rc == 0 and result.playbook == "preflight.yml"
+    assert sorted(result.hosts) == NODES
+    for name in NODES:
+        counts = result.hosts[name]
+        assert isinstance(counts, api.HostResult)
+        assert counts.ok > 0 and counts.failed == 0 and counts.unreachable == 0
+    # What npu_smi_info returned on each node, read from its runner_on_ok event.
+    facts = result.module_results("npu_smi_info")
+    assert sorted(item.host for item in facts) == NODES
+    assert all(len(item.result["npus"]) == 8 for item in facts)
+    assert statuses[0] == "starting" and statuses[-1] == "successful"
+    assert any(event["event"] == "playbook_on_stats" for event in events)
+    # The artifacts are kept, under the folder asked for.
+    artifact_dir = Path(result.artifact_dir)
+    assert artifact_dir.is_relative_to(tmp_path)
+    assert (artifact_dir / "job_events").is_dir() and (artifact_dir / "stdout").is_file()
+    with pytest.raises(ValueError, match="unknown stage 'deploy': choose one of site, preflight"):
+        api.run("deploy", lab_inventory)
+
+
+def test_cancel_and_timeout_stop_a_run(lab_inventory):
+    sleep = str(ROOT / "tests" / "playbooks" / "sleep.yml")
+    cancel = threading.Event()
+
+    def cancel_when_sleeping(event: dict) -> None:
+        if event.get("event") == "runner_on_start":
+            cancel.set()
+
+    started = time.monotonic()
+    cancelled = api.run_playbook(sleep, lab_inventory, on_event=cancel_when_sleeping, cancel=cancel)
+    assert cancelled.status == "canceled" and not cancelled.succeeded
+    assert time.monotonic() - started < 60
+    assert "was cancelled" in cancelled.first_failure()
+
+    started = time.monotonic()
+    timed_out = api.run_playbook(sleep, lab_inventory, timeout=5)
+    assert timed_out.status == "timeout"
+    assert time.monotonic() - started < 60
+    assert "ran out of time" in timed_out.first_failure()
+
+
+def test_cli_timeout_exits_4_and_says_so(lab_inventory):
+    done = run_cli("check", "-i", str(lab_inventory), "--timeout", "1")
+    assert done.returncode == 4, done.stderr
+    assert "ran out of time and was stopped" in done.stderr
+
+
+def test_a_vault_password_and_vaulted_secret_never_reach_the_artifacts(lab_inventory, tmp_path):
+    inventory_dir = tmp_path / "inventory"
+    (inventory_dir / "group_vars" / "all").mkdir(parents=True)
+    shutil.copy(lab_inventory, inventory_dir / "hosts.yml")
+    vault_password = secrets.token_hex(16)
+    secret_value = secrets.token_hex(16)
+    vault_file = inventory_dir / "group_vars" / "all" / "vault.yml"
+    vault_file.write_text(f"registry_password: {secret_value}\n")
+    password_file = tmp_path / "pass"
+    password_file.write_text(vault_password)
+    encrypt = [BIN / "ansible-vault", "encrypt", "--vault-password-file", str(password_file), str(vault_file)]
+    subprocess.run(encrypt, check=True, capture_output=True)
+    password_file.unlink()
+    assert secret_value not in vault_file.read_text()
+
+    artifacts = tmp_path / "artifacts"
+    hosts = inventory_dir / "hosts.yml"
+    result = api.run("preflight", hosts, vault_password=vault_password, artifacts=artifacts)
+    assert result.succeeded, result.first_failure()
+    wrong = api.run("preflight", hosts, vault_password="not-it", artifacts=artifacts)
+    assert not wrong.succeeded
+    for path in artifacts.rglob("*"):
+        if path.is_file():
+            text = path.read_text(errors="replace")
+            assert vault_password not in text, path
+            assert secret_value not in text, path
+    # And a secret as an extra var is refused before anything runs (it would sit in argv).
+    with pytest.raises(ValueError, match="registry_password look like secrets"):
+        api.run("preflight", lab_inventory, extravars={"registry_password": "x"})
+
+
+@pytest.fixture
+def container_with_a_launch(lab_inventory):
+    for stage in ("image", "container"):
+        result = api.run(stage, lab_inventory)
+        assert result.succeeded, result.first_failure()
+    launched = api.run_playbook(str(ROOT / "tests" / "playbooks" / "launch_sleeper.yml"), lab_inventory)
+    assert launched.succeeded, launched.first_failure()
+    yield lab_inventory
+    for name in NODES:
+        node_exec(name, "docker rm -f npufleet-workload >/dev/null 2>&1; true")
+
+
+def test_teardown_stops_launches_and_the_container_and_leaves_the_rest(container_with_a_launch):
+    inventory = container_with_a_launch
+    for name in NODES:
+        assert node_exec(name, "docker exec npufleet-workload pgrep -f 'sleep 600'")[0] == 0
+        assert node_exec(name, "test -f /var/lib/npufleet/launch/sleeper.json")[0] == 0
+
+    # Check mode: says what it would do, changes nothing.
+    checked = run_cli("down", "-i", str(inventory), "--check")
+    assert checked.returncode == 0, checked.stderr
+    assert "would change on" in checked.stderr and "Remove the NPU container" in checked.stderr
+    assert all(node_exec(name, "docker inspect npufleet-workload")[0] == 0 for name in NODES)
+
+    down = run_cli("down", "-i", str(inventory))
+    assert down.returncode == 0, down.stderr
+    for name in NODES:
+        assert node_exec(name, "docker inspect npufleet-workload")[0] != 0
+        assert node_exec(name, "ls /var/lib/npufleet/launch/*.json")[0] != 0
+        # The engine, the image and the node stage's settings stay.
+        assert node_exec(name, "docker info --format '{{.ServerVersion}}'")[0] == 0
+        assert node_exec(name, "docker images -q | grep -q .")[0] == 0
+
+    again = api.run("teardown", inventory)
+    assert again.succeeded and all(again.hosts[name].changed == 0 for name in NODES)
+
+
+def test_teardown_refuses_a_shallow_work_dir_before_anything(container_with_a_launch):
+    result = api.run("teardown", container_with_a_launch,
+                     extravars={"teardown_work_dir": True, "teardown_host_work_dir": "/home"})  # fmt: skip
+    assert not result.succeeded
+    assert "teardown_host_work_dir=/home is not a folder at least two levels deep" in result.first_failure()
+    assert all(node_exec(name, "docker inspect npufleet-workload")[0] == 0 for name in NODES)
