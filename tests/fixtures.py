@@ -7,15 +7,21 @@ import re
 from pathlib import Path
 
 
-def _fixture_root() -> Path:
-    """NPUFLEET_FIXTURES, else the nearest ``shared/fixtures`` beside the checkout or above it."""
-    if "NPUFLEET_FIXTURES" in os.environ:
-        return Path(os.environ["NPUFLEET_FIXTURES"])
+def shared(name: str) -> Path:
+    """The nearest ``shared/<name>`` beside the checkout or above it (the workplace's shared folder:
+    recorded outputs, the manual's tables, published schemas); may not exist."""
     checkout = Path(__file__).resolve().parents[1]
     for folder in checkout.parents:
-        if (folder / "shared" / "fixtures").is_dir():
-            return folder / "shared" / "fixtures"
-    return checkout.parent / "shared" / "fixtures"
+        if (folder / "shared" / name).is_dir():
+            return folder / "shared" / name
+    return checkout.parent / "shared" / name
+
+
+def _fixture_root() -> Path:
+    """NPUFLEET_FIXTURES, else the nearest ``shared/fixtures``."""
+    if "NPUFLEET_FIXTURES" in os.environ:
+        return Path(os.environ["NPUFLEET_FIXTURES"])
+    return shared("fixtures")
 
 
 FIXTURE_ROOT = _fixture_root()

@@ -88,7 +88,10 @@ class RunResult:
 
     def first_failure(self) -> str:
         for host, result in sorted(self.hosts.items()):
-            for failure in result.failures:
+            if result.failures:
+                # The last one stopped the host: an earlier one was rescued (a block's rescue that
+                # fails with a clearer message, say).
+                failure = result.failures[-1]
                 return f"{host}: {failure['task']}: {failure['msg']}"
         detail = f": {self.output_tail.splitlines()[-1]}" if self.output_tail else ""
         if self.status == "canceled":
