@@ -110,7 +110,7 @@ def _report_files(result: dict) -> list[str]:
     """Paths of the files a module says it wrote (training_report's and llm_benchmark's files)."""
     files = result.get("files")
     if isinstance(files, dict):
-        return [str(value) for value in files.values() if isinstance(value, str)]
+        return [os.path.normpath(value) for value in files.values() if isinstance(value, str)]
     return []
 
 
