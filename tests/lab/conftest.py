@@ -50,6 +50,12 @@ def clean_faults(lab_inventory):
         nodes.fault(LAB, node.name, "clear")
 
 
+def node_exec(name: str, command: str) -> tuple[int, str]:
+    """Run a shell command in a lab node (a container): its exit code and output."""
+    result = docker.from_env().containers.get(name).exec_run(["sh", "-c", command])
+    return result.exit_code, result.output.decode(errors="replace").strip()
+
+
 def run_cli(*args: str) -> subprocess.CompletedProcess:
     """The installed npufleet command, from the same virtualenv as this pytest."""
     return subprocess.run(

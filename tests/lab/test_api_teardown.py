@@ -10,21 +10,15 @@ import threading
 import time
 from pathlib import Path
 
-import docker
 import pytest
 
 from npufleet import api
-from tests.lab.conftest import LAB, run_cli
+from tests.lab.conftest import LAB, node_exec, run_cli
 
 pytestmark = pytest.mark.lab
 ROOT = Path(__file__).resolve().parents[2]
 NODES = [f"{LAB}-node1", f"{LAB}-node2"]
 BIN = Path(sys.executable).parent
-
-
-def node_exec(name: str, command: str) -> tuple[int, str]:
-    result = docker.from_env().containers.get(name).exec_run(["sh", "-c", command])
-    return result.exit_code, result.output.decode(errors="replace").strip()
 
 
 def test_a_run_returns_typed_per_host_results_and_module_output(lab_inventory, tmp_path):

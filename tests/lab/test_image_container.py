@@ -16,17 +16,12 @@ import yaml
 
 from npufleet.api import run_playbook
 from npufleet.lab import nodes, registry
-from tests.lab.conftest import LAB
+from tests.lab.conftest import LAB, node_exec
 
 pytestmark = pytest.mark.lab
 ROOT = Path(__file__).resolve().parents[2]
 NODES = [f"{LAB}-node1", f"{LAB}-node2"]
 BIN = Path(sys.executable).parent
-
-
-def node_exec(name: str, command: str) -> tuple[int, str]:
-    result = docker.from_env().containers.get(name).exec_run(["sh", "-c", command])
-    return result.exit_code, result.output.decode(errors="replace").strip()
 
 
 def lab_vars(inventory: Path) -> dict:

@@ -11,6 +11,7 @@ import pytest
 
 from npufleet.api import run_playbook
 from npufleet.lab import nodes
+from tests.lab.conftest import node_exec
 
 pytestmark = pytest.mark.lab
 LAB = "npufleet-test-setup"
@@ -23,11 +24,6 @@ def fresh_lab(tmp_path_factory):
     nodes.up(LAB, nodes=2, inventory=inventory, flavour="bare")
     yield inventory
     nodes.down(LAB, inventory)
-
-
-def node_exec(name: str, command: str) -> tuple[int, str]:
-    result = docker.from_env().containers.get(name).exec_run(["sh", "-c", command])
-    return result.exit_code, result.output.decode().strip()
 
 
 def fingerprint(name: str) -> str:

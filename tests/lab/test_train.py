@@ -10,23 +10,18 @@ import threading
 import time
 from pathlib import Path
 
-import docker
 import pytest
 import yaml
 
 from npufleet.api import run_playbook
 from npufleet.lab import nodes
+from tests.lab.conftest import node_exec
 
 pytestmark = pytest.mark.lab
 LAB = "npufleet-train"
 NODES = [f"{LAB}-node1", f"{LAB}-node2"]
 CONTAINER = "npufleet-workload"
 TRAINING_ROOT = Path(__file__).resolve().parents[2] / "plugins" / "module_utils"
-
-
-def node_exec(name: str, command: str) -> tuple[int, str]:
-    result = docker.from_env().containers.get(name).exec_run(["sh", "-c", command])
-    return result.exit_code, result.output.decode(errors="replace").strip()
 
 
 @pytest.fixture(scope="module")
