@@ -259,8 +259,31 @@ def _numbers(text: str, kind=float) -> list:
         raise ValueError(f"{text!r} is not a comma-separated list of numbers") from error
 
 
+def _bench_role_vars(args: argparse.Namespace) -> dict:
+    """The bench role's variables for the load options given on the command line."""
+    given = {
+        "bench_concurrency": _numbers(args.concurrency, int) if args.concurrency else None,
+        "bench_rate": _numbers(args.rate) if args.rate else None,
+        "bench_endpoint": args.endpoint,
+        "bench_stream": not args.no_stream,
+        "bench_arrival": args.arrival,
+        "bench_requests": args.requests,
+        "bench_input_tokens": args.input_tokens,
+        "bench_output_tokens": args.output_tokens,
+        "bench_warmup": args.warmup,
+        "bench_timeout": args.timeout_per_request,
+    }
+    if args.rate:
+        given["bench_concurrency"] = []
+    return {key: value for key, value in given.items() if value is not None}
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     """Benchmark an OpenAI-compatible server (see npufleet.bench for the metric definitions)."""
+    if not args.url:
+        return _run("bench.yml", args, _bench_role_vars(args))
+    if not args.model or not (args.concurrency or args.rate):
+        raise ValueError("with --url, give --model and one of --concurrency or --rate")
     from npufleet.bench import prompts as bench_prompts  # noqa: PLC0415 -- aiohttp loads only here
     from npufleet.bench import report as bench_report  # noqa: PLC0415
     from npufleet.bench.run import Settings, benchmark  # noqa: PLC0415
@@ -291,7 +314,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         seed=args.seed,
         max_concurrency=args.max_concurrency,
         warmup=args.warmup,
-        timeout=args.timeout,
+        timeout=args.timeout_per_request,
         slo=slo,
     )
     settings.check()
@@ -375,6 +398,18 @@ def build_parser() -> argparse.ArgumentParser:
     fault.add_argument("--value", help="health word, driver version, NPU count, MiB of disk, or error text")
     fault.set_defaults(func=cmd_fault)
 
+    options = argparse.ArgumentParser(add_help=False)
+    options.add_argument("-i", "--inventory", help="inventory (default: the lab's inventories/lab/hosts.yml)")
+    options.add_argument("-l", "--limit", help="only these hosts (Ansible pattern)")
+    options.add_argument("-t", "--tags", help="only tasks with these tags")
+    options.add_argument("-e", "--extra-var", dest="extra_vars", action="append", metavar="KEY=VALUE")
+    options.add_argument("--check", action="store_true", help="Ansible check mode: report, change nothing")
+    options.add_argument("--diff", action="store_true", help="show what files would change (with --check)")
+    options.add_argument("--timeout", type=float, help="stop the play after this many seconds (exit 4)")
+    vault = options.add_mutually_exclusive_group()
+    vault.add_argument("--vault-password-file", help="file holding the Ansible Vault password")
+    vault.add_argument("--ask-vault-pass", action="store_true", help="prompt for the Vault password")
+
     for name, playbook, text in (
         (
             "up",
@@ -386,17 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("serve", "serve.yml", "serve a model from the NPU containers behind health gates"),
         ("down", "teardown.yml", "stop what npufleet started on the nodes (processes, NPU container)"),
     ):
-        run = sub.add_parser(name, help=text)
-        run.add_argument("-i", "--inventory", help="inventory (default: the lab's inventories/lab/hosts.yml)")
-        run.add_argument("-l", "--limit", help="only these hosts (Ansible pattern)")
-        run.add_argument("-t", "--tags", help="only tasks with these tags")
-        run.add_argument("-e", "--extra-var", dest="extra_vars", action="append", metavar="KEY=VALUE")
-        run.add_argument("--check", action="store_true", help="Ansible check mode: report, change nothing")
-        run.add_argument("--diff", action="store_true", help="show what files would change (with --check)")
-        run.add_argument("--timeout", type=float, help="stop the play after this many seconds (exit 4)")
-        vault = run.add_mutually_exclusive_group()
-        vault.add_argument("--vault-password-file", help="file holding the Ansible Vault password")
-        vault.add_argument("--ask-vault-pass", action="store_true", help="prompt for the Vault password")
+        run = sub.add_parser(name, help=text, parents=[options])
         run.set_defaults(func=lambda args, playbook=playbook: _run(playbook, args))
         if name == "down":
             run.add_argument("--images", action="store_true", help="also remove the workload image")
@@ -413,13 +438,17 @@ def build_parser() -> argparse.ArgumentParser:
     report.set_defaults(func=cmd_report)
 
     bench = sub.add_parser(
-        "bench", help="benchmark an OpenAI-compatible server (TTFT, TPOT, ITL, throughput)"
+        "bench",
+        parents=[options],
+        help="benchmark an OpenAI-compatible server (TTFT, TPOT, ITL, throughput)",
+        description="With --url and --model: the load generator, from here. Without --url: bench.yml, "
+        "the served model of the inventory (-i), with the load options given here.",
     )
-    bench.add_argument("--url", required=True, help="server base URL, for example http://127.0.0.1:8000")
-    bench.add_argument("--model", required=True, help="model name the server serves")
+    bench.add_argument("--url", help="server base URL, for example http://127.0.0.1:8000")
+    bench.add_argument("--model", help="model name the server serves (with --url)")
     bench.add_argument("--endpoint", choices=("chat", "completions"), default="chat")
     bench.add_argument("--no-stream", action="store_true", help="ask for whole answers (TTFT = E2E)")
-    load = bench.add_mutually_exclusive_group(required=True)
+    load = bench.add_mutually_exclusive_group()
     load.add_argument("--concurrency", help="requests in flight, or a sweep: 1,4,16,64")
     load.add_argument("--rate", help="requests per second, or a sweep: 1,2,4")
     bench.add_argument("--arrival", choices=("poisson", "constant"), default="poisson", help="with --rate")
@@ -436,7 +465,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--warmup", type=int, default=2, help="requests sent first and not counted")
     bench.add_argument("--seed", type=int, default=0)
-    bench.add_argument("--timeout", type=float, default=600, help="seconds one request may take")
+    bench.add_argument("--request-timeout", dest="timeout_per_request", type=float, default=600,
+                       help="seconds one request may take")  # fmt: skip
     bench.add_argument("--slo-ttft-ms", type=float, help="goodput: TTFT at most this")
     bench.add_argument("--slo-tpot-ms", type=float, help="goodput: TPOT at most this")
     bench.add_argument("--slo-e2e-ms", type=float, help="goodput: E2E latency at most this")

@@ -15,7 +15,7 @@ import yaml
 
 from npufleet.api import run_playbook
 from npufleet.lab import nodes
-from tests.lab.conftest import node_exec
+from tests.lab.conftest import node_exec, run_cli
 
 pytestmark = pytest.mark.lab
 LAB = "npufleet-train"
@@ -268,6 +268,14 @@ def test_serve_the_trained_adapter_pass_the_gates_and_benchmark_it(train_lab, re
         assert (run["summary"]["completed"], run["summary"]["failed"]) == (6, 0)
         assert run["summary"]["ttft_ms"]["p50"] > 0
     assert (tmp_path / "bench" / "bench.png").read_bytes()[:4] == b"\x89PNG"
+    # The same through the CLI (bench.yml when no --url is given): its JSON names the report files.
+    cli = run_cli("--json", "bench", "-i", str(train_lab), "--concurrency", "1", "--requests", "3",
+                  "--input-tokens", "8", "--output-tokens", "8", "-e", f"bench_dest={tmp_path / 'cli'}",
+                  *[f"-e={key}={value}" for key, value in settings.items()])  # fmt: skip
+    assert cli.returncode == 0, cli.stderr
+    assert str(tmp_path / "cli" / "bench.json") in json.loads(cli.stdout)["reports"]
+    runs = json.loads((tmp_path / "cli" / "bench.json").read_text())["runs"]
+    assert [(run["summary"]["completed"], run["summary"]["failed"]) for run in runs] == [(3, 0)]
     node_exec(NODES[0], f"docker exec {CONTAINER} pkill -f 'llamafactory-cli api' ; true")
 
 
