@@ -45,6 +45,7 @@ TTFT_MS, ITL_MS, OUTPUT_TOKENS, PROMPT_TOKENS = 50.0, 10.0, 16, 4
 LEVELS = (1, 16, 64)
 RATES = (10, 25, 50, 100, 200, 400, 800, 1600, 3200)
 RATE_SECONDS = 5.0
+RATE_REQUEST_TIMEOUT = 30.0
 LAB_TOKENIZERS = Path.home() / ".cache/npufleet/lab/shared/assets"
 
 
@@ -151,7 +152,13 @@ def npufleet_rate(url: str, rate: float) -> dict:
     async def go():
         async with new_session() as session:
             prompts = [Prompt("a b", 4)] * requests
-            return await at_rate(lambda p: send(session, url, "synthetic", p), prompts, rate, kind="constant")
+
+            # A short per-request limit: past the rate one process holds, the overloaded rung ends
+            # soon instead of waiting out the default 600 s for stragglers.
+            def sender(prompt: Prompt):
+                return send(session, url, "synthetic", prompt, timeout=RATE_REQUEST_TIMEOUT)
+
+            return await at_rate(sender, prompts, rate, kind="constant")
 
     run = run_loop(go())
     return rate_row(rate, run.send_times, sum(1 for result in run.results if result.ok))

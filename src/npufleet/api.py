@@ -114,42 +114,13 @@ def _report_files(result: dict) -> list[str]:
     return []
 
 
-def run(
-    stage: str,
-    inventory: str | Path,
-    *,
-    extravars: dict | None = None,
-    vault_password: str | None = None,
-    check: bool = False,
-    diff: bool = False,
-    limit: str | None = None,
-    tags: str | None = None,
-    on_event: Callable[[dict], None] | None = None,
-    on_status: Callable[[str], None] | None = None,
-    cancel: threading.Event | Callable[[], bool] | None = None,
-    timeout: float | None = None,
-    artifacts: str | Path | None = None,
-) -> RunResult:
+def run(stage: str, inventory: str | Path, **options) -> RunResult:
     """Run a stage (``STAGES``: site, preflight, node, image, container, train, serve, bench,
-    teardown, k8s) on ``inventory``. ``artifacts``: the folder for this run's private data dir
-    (default: a new temporary folder, kept)."""
+    teardown, k8s) on ``inventory``; ``options`` are run_playbook's (extravars, vault_password,
+    check, diff, limit, tags, on_event, on_status, cancel, timeout, artifacts)."""
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}: choose one of {', '.join(STAGES)}")
-    return run_playbook(
-        STAGES[stage],
-        Path(inventory),
-        extravars=extravars,
-        vault_password=vault_password,
-        check=check,
-        diff=diff,
-        limit=limit,
-        tags=tags,
-        on_event=on_event,
-        on_status=on_status,
-        cancel=cancel,
-        timeout=timeout,
-        artifacts=artifacts,
-    )
+    return run_playbook(STAGES[stage], inventory, **options)
 
 
 # Names of secrets: passwords, secrets, API keys, and tokens (hf_token, token_file), but not token
@@ -170,7 +141,7 @@ def _failure(event: dict) -> tuple[str, dict]:
 
 def run_playbook(
     playbook: str,
-    inventory: Path,
+    inventory: str | Path,
     *,
     extravars: dict | None = None,
     check: bool = False,
@@ -186,7 +157,9 @@ def run_playbook(
     artifacts: str | Path | None = None,
 ) -> RunResult:
     """Run ``playbooks/<playbook>`` (or a playbook at an absolute path) on ``inventory``, and collect
-    what each host did and what the project's modules returned."""
+    what each host did and what the project's modules returned. ``artifacts``: the folder for this
+    run's private data dir (default: a new temporary folder); it is kept."""
+    inventory = Path(inventory)
     secret_keys = sorted(key for key in extravars or {} if _SECRET_KEY.search(key))
     if secret_keys:
         # ansible-runner puts extra vars on ansible-playbook's command line and in its artifacts.
