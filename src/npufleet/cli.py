@@ -160,31 +160,34 @@ def _vault_password(args: argparse.Namespace) -> str | None:
 def _run(playbook: str, args: argparse.Namespace, extravars: dict | None = None) -> int:
     inventory = Path(args.inventory) if args.inventory else nodes.default_inventory()
     extravars = _extra_vars(args.extra_vars) | (extravars or {})
+    vault_password = _vault_password(args)  # prompted for before the live view takes the terminal
     view = LiveView(playbook)
     # Ctrl-C cancels the run through ansible-runner (which stops ansible-playbook), then exits 130.
     cancelled = threading.Event()
     previous = signal.signal(signal.SIGINT, lambda *_: cancelled.set())
-    with Live(view, console=console, refresh_per_second=4, transient=True, redirect_stdout=False) as live:
+    try:
+        with Live(view, console=console, refresh_per_second=4, transient=True, redirect_stdout=False) as live:
 
-        def show(event: dict) -> None:
-            view.event(event)
-            if not args.json:
-                live.refresh()
+            def show(event: dict) -> None:
+                view.event(event)
+                if not args.json:
+                    live.refresh()
 
-        result = run_playbook(
-            playbook,
-            inventory,
-            extravars=extravars,
-            check=args.check,
-            diff=args.diff,
-            limit=args.limit,
-            tags=args.tags,
-            on_event=show,
-            vault_password=_vault_password(args),
-            timeout=args.timeout,
-            cancel=cancelled,
-        )
-    signal.signal(signal.SIGINT, previous)
+            result = run_playbook(
+                playbook,
+                inventory,
+                extravars=extravars,
+                check=args.check,
+                diff=args.diff,
+                limit=args.limit,
+                tags=args.tags,
+                on_event=show,
+                vault_password=vault_password,
+                timeout=args.timeout,
+                cancel=cancelled,
+            )
+    finally:
+        signal.signal(signal.SIGINT, previous)
     if args.json:
         _print_json(
             {
