@@ -16,7 +16,11 @@ demo: setup
 	@echo "demo: running site.yml again: nothing should change"
 	npufleet up
 	npufleet report
-	@echo "demo: the lab is still up; 'make lab-down' removes it"
+	@echo "demo: where the served model answers, and a request to try"
+	npufleet endpoints
+	@echo "demo: a short benchmark of it (written to reports/bench/)"
+	npufleet bench --concurrency 1,4 --requests 8 --input-tokens 64 --output-tokens 32
+	@echo "demo: done. The lab is still up: 'make lab-down' removes it (containers, network, volumes, inventory)"
 
 lab-down:
 	npufleet lab down

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Prepares a fresh Debian/Ubuntu machine for npufleet: system packages, a Docker engine that
 # answers, and the project's virtualenv. Safe to run again: it only does what is missing.
+# `setup.sh packages` installs the system packages only (.ci/run then starts its own engine).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +18,10 @@ if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}"
   as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+if [ "${1:-}" = packages ]; then
+  exit 0
 fi
 
 if ! docker info >/dev/null 2>&1; then

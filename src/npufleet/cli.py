@@ -15,6 +15,8 @@ import logging
 import signal
 import sys
 import threading
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 from rich.console import Console
@@ -157,7 +159,10 @@ def _vault_password(args: argparse.Namespace) -> str | None:
     return None
 
 
-def _run(playbook: str, args: argparse.Namespace, extravars: dict | None = None) -> int:
+def _run(
+    playbook: str, args: argparse.Namespace, extravars: dict | None = None, print_reports: bool = False
+) -> int:
+    """Run ``playbook`` with the CLI's options; ``print_reports`` prints the Markdown reports it wrote."""
     inventory = Path(args.inventory) if args.inventory else nodes.default_inventory()
     extravars = _extra_vars(args.extra_vars) | (extravars or {})
     vault_password = _vault_password(args)  # prompted for before the live view takes the terminal
@@ -212,6 +217,8 @@ def _run(playbook: str, args: argparse.Namespace, extravars: dict | None = None)
                 for task in res.changed_tasks:
                     console.print(f"would change on {host}: {task}", highlight=False)
         for path in result.reports:
+            if print_reports and path.endswith(".md") and Path(path).is_file():
+                print(Path(path).read_text(encoding="utf-8"), end="")
             console.print(f"report: {path}", highlight=False)
     if not result.succeeded:
         console.print(f"[red]npufleet: {result.first_failure()}[/red]", highlight=False)
@@ -255,6 +262,61 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def serve_records_dir() -> Path:
+    return nodes.project_root() / "reports" / "serve"
+
+
+def _answers(url: str, timeout: float = 3.0) -> str:
+    """What ``GET {url}/models`` says: "yes", or why not (servers with an API key answer 401)."""
+    try:
+        with urllib.request.urlopen(f"{url}/models", timeout=timeout) as response:
+            return "yes" if response.status == 200 else f"HTTP {response.status}"
+    except urllib.error.HTTPError as error:
+        return f"HTTP {error.code}"
+    except (urllib.error.URLError, OSError) as error:
+        return f"no ({getattr(error, 'reason', error)})"
+
+
+def cmd_endpoints(args: argparse.Namespace) -> int:
+    """Where each served model answers (the records the serve role wrote), and a request to try."""
+    folder = Path(args.dir) if args.dir else serve_records_dir()
+    records = []
+    for path in sorted(folder.glob("*.json")):
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+            url = str(record["url"]).rstrip("/")
+        except (ValueError, KeyError, TypeError) as error:
+            raise ValueError(
+                f"{path} is not a service record ({error}): delete it, then run 'npufleet serve'"
+            ) from None
+        if not url.startswith(("http://", "https://")):
+            raise ValueError(f"{path}: url {url!r} is not http(s): delete it, then run 'npufleet serve'")
+        records.append(record | {"url": url, "answers": _answers(url)})
+    if not records:
+        raise ValueError(
+            f"no served model is recorded in {folder}: run 'npufleet serve' (or 'npufleet up') first"
+        )
+    if args.json:
+        _print_json(records)
+    else:
+        table = Table("service", "host", "engine", "model", "URL", "answers")
+        for record in records:
+            table.add_row(record.get("name", ""), record.get("host", ""), record.get("engine", ""),
+                          record.get("model", ""), record["url"], record["answers"])  # fmt: skip
+        Console().print(table)
+        first = next((record for record in records if record["answers"] == "yes"), records[0])
+        body = json.dumps(
+            {
+                "model": first.get("model", ""),
+                "messages": [{"role": "user", "content": "Hello!"}],
+                "max_tokens": 32,
+            }
+        )
+        print("try it:")
+        print(f"  curl -s {first['url']}/chat/completions -H 'Content-Type: application/json' -d '{body}'")
+    return 0 if any(record["answers"] == "yes" for record in records) else EXIT_FAILED
+
+
 def _numbers(text: str, kind=float) -> list:
     try:
         return [kind(item) for item in text.split(",") if item.strip()]
@@ -284,7 +346,7 @@ def _bench_role_vars(args: argparse.Namespace) -> dict:
 def cmd_bench(args: argparse.Namespace) -> int:
     """Benchmark an OpenAI-compatible server (see npufleet.bench for the metric definitions)."""
     if not args.url:
-        return _run("bench.yml", args, _bench_role_vars(args))
+        return _run("bench.yml", args, _bench_role_vars(args), print_reports=True)
     if not args.model or not (args.concurrency or args.rate):
         raise ValueError("with --url, give --model and one of --concurrency or --rate")
     from npufleet.bench import prompts as bench_prompts  # noqa: PLC0415 -- aiohttp loads only here
@@ -435,6 +497,14 @@ def build_parser() -> argparse.ArgumentParser:
                 help="also remove the metadata guard and the ip_forward sysctl file",
             )
             run.set_defaults(func=cmd_down)
+    endpoints = sub.add_parser(
+        "endpoints",
+        help="where the served models answer (URL, model, a curl line to try)",
+        description="Reads the records the serve role writes for each service that passed its health"
+        " gates, asks each for /v1/models, and prints a request to try. Exit 1 when none answers.",
+    )
+    endpoints.add_argument("--dir", help="records folder (default reports/serve in the checkout)")
+    endpoints.set_defaults(func=cmd_endpoints)
     report = sub.add_parser("report", help="print a training report (the latest run by default)")
     report.add_argument("run", nargs="?", help="run name (train_name); default: the latest report")
     report.add_argument("--dir", help="reports folder (default reports/train in the checkout)")

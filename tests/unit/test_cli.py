@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -73,3 +74,38 @@ def test_report_prints_the_latest_run_or_the_one_named(tmp_path):
         2,
         f"npufleet: no training report in {tmp_path / 'none'}: run 'npufleet train' (or 'npufleet up') first",
     )
+
+
+def test_endpoints_says_where_the_model_answers_and_how_to_call_it(tmp_path):
+    from tests.unit.test_bench import socket_port, synthetic_server  # noqa: PLC0415 -- its server helper
+
+    with synthetic_server(ttft_ms=1, itl_ms=1) as port:
+        record = {"name": "api", "host": "node1", "engine": "vllm", "model": "tiny"}
+        (tmp_path / "api-node1.json").write_text(json.dumps(record | {"url": f"http://127.0.0.1:{port}/v1"}))
+        done = run("endpoints", "--dir", str(tmp_path))
+        assert done.returncode == 0, done.stderr
+        assert f"http://127.0.0.1:{port}/v1" in done.stdout and "yes" in done.stdout
+        curl = next(line for line in done.stdout.splitlines() if "curl" in line)
+        assert f"http://127.0.0.1:{port}/v1/chat/completions" in curl and '"model": "tiny"' in curl
+        listed = json.loads(run("--json", "endpoints", "--dir", str(tmp_path)).stdout)
+        assert listed[0]["answers"] == "yes" and listed[0]["model"] == "tiny"
+
+    # The server is gone: the record stays, and the command says nothing answers.
+    (tmp_path / "api-node1.json").write_text(
+        json.dumps({"name": "api", "model": "tiny", "url": f"http://127.0.0.1:{socket_port()}/v1"})
+    )
+    gone = run("--json", "endpoints", "--dir", str(tmp_path))
+    assert gone.returncode == 1
+    assert json.loads(gone.stdout)[0]["answers"].startswith("no (")
+
+
+def test_endpoints_refuses_a_missing_or_broken_record(tmp_path):
+    none = run("endpoints", "--dir", str(tmp_path))
+    assert none.returncode == 2
+    assert "no served model is recorded" in none.stderr and "npufleet serve" in none.stderr
+    (tmp_path / "api-node1.json").write_text('{"name": "api"}')
+    broken = run("endpoints", "--dir", str(tmp_path))
+    assert broken.returncode == 2
+    assert "is not a service record" in broken.stderr
+    (tmp_path / "api-node1.json").write_text('{"url": "file:///etc/passwd"}')
+    assert "is not http(s)" in run("endpoints", "--dir", str(tmp_path)).stderr

@@ -36,7 +36,8 @@ class Recipe:
         "iptables", "kmod", "ca-certificates", "sudo", "busybox-static", "curl", "xz-utils",
     )  # fmt: skip
     # Downloaded into apt's cache at build time, so roles install them in tests without a network.
-    cached_packages: tuple[str, ...] = ("docker.io", "python3-requests", "git", "git-lfs")
+    # python3-venv: the lab's workload images make their venvs offline, with no network at all.
+    cached_packages: tuple[str, ...] = ("docker.io", "python3-requests", "git", "git-lfs", "python3-venv")
     files: tuple[str, ...] = ("npu_sim.py", "npufleet-npu-sim.service", "npufleet-procsys-rw.service")
     revision: int = 1
     extra: dict = field(default_factory=dict)
@@ -155,9 +156,14 @@ def build(client: docker.DockerClient, recipe: Recipe | None = None, force: bool
     rootfs = workdir / "rootfs"
     try:
         log.info("building node image %s with debootstrap (about a minute)", tag)
+        # NPUFLEET_DEB_CACHE keeps debootstrap's downloads (debs named by package and version).
+        deb_cache = os.environ.get("NPUFLEET_DEB_CACHE")
+        if deb_cache:
+            os.makedirs(deb_cache, exist_ok=True)
         subprocess.run(
             [
                 "debootstrap",
+                *([f"--cache-dir={os.path.abspath(deb_cache)}"] if deb_cache else []),
                 "--variant=minbase",
                 f"--include={','.join(recipe.installed)}",
                 recipe.suite,

@@ -9,24 +9,18 @@ run in that image. All of it lands in the lab's shared folder, which every node 
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import hashlib
-import http.server
-import io
 import logging
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 from pathlib import Path
 
 import docker
-import docker.errors
 
-from . import image, registry
+from . import build, image, registry
 from .containers import LabError
 
 log = logging.getLogger(__name__)
@@ -39,17 +33,15 @@ VENV = "/opt/llamafactory"
 SHARED_MOUNT = "/mnt/sfs_turbo"
 GENERATOR = image.FILES / "make_lab_model.py"
 
-# The wheels come over HTTP from the host during the build, so they never become a layer.
-_DOCKERFILE = """FROM {workload}
-RUN (apt-get install -y --no-install-recommends python3-venv \\
-     || (apt-get update -q && apt-get install -y --no-install-recommends python3-venv)) \\
-    && rm -f /var/cache/apt/archives/*.deb
-ARG WHEELS
-ARG WHEELS_HOST
-RUN python3 -m venv {venv} && {venv}/bin/pip install -q --no-cache-dir --no-index --find-links "$WHEELS" \\
-    --trusted-host "$WHEELS_HOST"     {requirements}
-ENV PATH={venv}/bin:$PATH
-LABEL npufleet.lab.training="{requirements}"
+WHEELS_MOUNT = "/var/cache/npufleet-wheels"
+
+# Run with no network in a container of the workload image, the wheelhouse mounted read-only, then
+# committed: the wheels never become a layer, and no engine network or address is needed.
+# python3-venv comes from the apt cache the node image carries.
+_INSTALL = """apt-get install -qq -y --no-install-recommends python3-venv >/dev/null
+rm -f /var/cache/apt/archives/*.deb
+python3 -m venv {venv}
+{venv}/bin/pip install -q --no-cache-dir --no-index --find-links {wheels} {requirements}
 """
 
 
@@ -72,9 +64,18 @@ def _hash(*parts: str | bytes) -> str:
     return digest.hexdigest()[:12]
 
 
+def download_dir() -> Path:
+    """Where downloads are kept (only downloads, keyed by what was asked for): the wheelhouses.
+
+    ``NPUFLEET_DOWNLOAD_CACHE`` puts them apart from the lab's build results, so CI can keep one and
+    start the other from nothing.
+    """
+    return Path(os.environ.get("NPUFLEET_DOWNLOAD_CACHE") or cache_dir())
+
+
 def wheelhouse() -> Path:
     """Download the wheels once (pip on the host finds torch's CPU wheel on this machine's disk)."""
-    folder = cache_dir() / "wheels" / _hash(*REQUIREMENTS)
+    folder = download_dir() / "wheels" / _hash(*REQUIREMENTS)
     done = folder / ".complete"
     if done.is_file():
         return folder
@@ -98,55 +99,26 @@ def build_image(client: docker.DockerClient) -> str:
     """The training image (tag = hash of its recipe and base), built once."""
     workload = registry.build_workload(client)
     requirements = " ".join(f"'{item}'" for item in REQUIREMENTS)
-    dockerfile = _DOCKERFILE.format(workload=workload, venv=VENV, requirements=requirements)
-    tag = f"{REPOSITORY}:cpu-{_hash(dockerfile)}"
+    script = _INSTALL.format(venv=VENV, wheels=WHEELS_MOUNT, requirements=requirements)
+    tag = f"{REPOSITORY}:cpu-{_hash(workload, script, build.recipe_hash())}"
     if image.image_exists(client, tag):
         return tag
     wheels = wheelhouse()
     log.info("building the training image %s", tag)
-    with _serve(wheels, _bridge_gateway(client)) as url:
-        try:
-            client.images.build(
-                fileobj=io.BytesIO(dockerfile.encode()),
-                tag=tag,
-                buildargs={"WHEELS": url, "WHEELS_HOST": url.split("/")[2].split(":")[0]},
-                rm=True,
-                forcerm=True,
-            )
-        except docker.errors.BuildError as error:
-            lines = "".join(str(item.get("stream", item.get("error", ""))) for item in error.build_log)
-            raise LabError(f"building the training image failed: {error.msg}\n{lines[-1500:]}") from error
+    build.commit_build(
+        client,
+        workload,
+        tag,
+        script,
+        mounts={str(wheels): WHEELS_MOUNT},
+        path_prefix=f"{VENV}/bin",
+        labels={"npufleet.lab.training": " ".join(REQUIREMENTS)},
+        what="the training image",
+    )
     for old in client.images.list(name=REPOSITORY):
         if tag not in old.tags:
             client.images.remove(old.id, force=True)
     return tag
-
-
-def _bridge_gateway(client: docker.DockerClient) -> str:
-    """The host's address on Docker's default bridge, which build containers reach."""
-    for config in client.networks.get("bridge").attrs.get("IPAM", {}).get("Config") or []:
-        if config.get("Gateway"):
-            return config["Gateway"]
-    raise LabError("Docker's default bridge has no gateway address: cannot serve the wheels to the build")
-
-
-@contextlib.contextmanager
-def _serve(folder: Path, address: str):
-    """Serve ``folder`` read-only over HTTP on ``address`` while the build runs."""
-    handler = functools.partial(_QuietHandler, directory=str(folder))
-    server = http.server.ThreadingHTTPServer((address, 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://{address}:{server.server_address[1]}/"
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args) -> None:
-        log.debug(format, *args)
 
 
 def archive(client: docker.DockerClient, tag: str) -> Path:
@@ -187,6 +159,7 @@ def assets(client: docker.DockerClient, tag: str) -> dict[str, Path]:
         ["python3", "-c", script.decode(), "/out"],
         volumes={str(folder): {"bind": "/out", "mode": "rw"}},
         working_dir="/out",
+        network_mode="none",  # no model hub: everything is generated here
         remove=True,
         stderr=True,
     )
