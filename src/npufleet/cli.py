@@ -218,7 +218,7 @@ def _run(
                     console.print(f"would change on {host}: {task}", highlight=False)
         for path in result.reports:
             if print_reports and path.endswith(".md") and Path(path).is_file():
-                print(Path(path).read_text(encoding="utf-8"), end="")
+                print(Path(path).read_text(encoding="utf-8").rstrip("\n"), flush=True)
             console.print(f"report: {path}", highlight=False)
     if not result.succeeded:
         console.print(f"[red]npufleet: {result.first_failure()}[/red]", highlight=False)
@@ -299,11 +299,12 @@ def cmd_endpoints(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(records)
     else:
-        table = Table("service", "host", "engine", "model", "URL", "answers")
+        # Lines, not a table: URLs and the curl line must stay whole on a narrow or piped terminal.
         for record in records:
-            table.add_row(record.get("name", ""), record.get("host", ""), record.get("engine", ""),
-                          record.get("model", ""), record["url"], record["answers"])  # fmt: skip
-        Console().print(table)
+            where = f"{record.get('name', '?')} on {record.get('host', '?')} ({record.get('engine', '?')})"
+            print(
+                f"{where}: model {record.get('model', '?')} at {record['url']}, answers: {record['answers']}"
+            )
         first = next((record for record in records if record["answers"] == "yes"), records[0])
         body = json.dumps(
             {
