@@ -56,20 +56,20 @@ def second_engine(bridge_args: list[str]):
          "--pidfile", str(root / "pid"), "-H", f"unix://{socket}", *bridge_args],
         stdout=(root / "log").open("w"), stderr=subprocess.STDOUT,
     )  # fmt: skip
-    client = docker.DockerClient(base_url=f"unix://{socket}", timeout=600)
+    client = None
     try:
         deadline = time.monotonic() + 60
-        while True:
+        while client is None:
             try:
-                client.ping()
-                break
+                client = docker.DockerClient(base_url=f"unix://{socket}", timeout=600)
             except docker.errors.DockerException:
                 if process.poll() is not None or time.monotonic() > deadline:
                     raise AssertionError((root / "log").read_text()[-2000:]) from None
                 time.sleep(0.5)
         yield client
     finally:
-        client.close()
+        if client is not None:
+            client.close()
         process.send_signal(signal.SIGTERM)
         try:
             process.wait(timeout=60)
@@ -84,15 +84,19 @@ def second_engine(bridge_args: list[str]):
 
 @pytest.fixture
 def own_bridge():
-    """A bridge interface that no engine has used: dockerd -b takes it as its default bridge."""
+    """A new bridge interface with no address: dockerd -b takes it as its default bridge, gives it an
+    address from a free pool and, as for a docker0 it creates on a new machine, records no Gateway."""
     if os.geteuid() != 0 or not shutil.which("dockerd") or not shutil.which("ip"):
         pytest.skip("needs root, dockerd and ip: run 'make setup' first")
     subprocess.run(["ip", "link", "delete", BRIDGE], capture_output=True, check=False)
     subprocess.run(["ip", "link", "add", BRIDGE, "type", "bridge"], check=True)
-    subprocess.run(["ip", "addr", "add", "10.213.78.1/24", "dev", BRIDGE], check=True)
     subprocess.run(["ip", "link", "set", BRIDGE, "up"], check=True)
     yield BRIDGE
     subprocess.run(["ip", "link", "delete", BRIDGE], capture_output=True, check=False)
+
+
+def _no_wheelhouse() -> Path:
+    raise AssertionError("the image exists: no wheelhouse should be asked for")
 
 
 def _copy_image(source: docker.DockerClient, target: docker.DockerClient, tag: str) -> None:
@@ -114,17 +118,18 @@ def test_the_workload_venv_builds_on_an_engine_whose_default_bridge_has_no_gatew
         wheels = tmp_path / "wheels"
         wheels.mkdir()
         _wheel(wheels, "npufleet_probe", "1.2.3")
-        tag = "npufleet-test/venv:probe"
-        script = (
-            "apt-get install -qq -y --no-install-recommends python3-venv >/dev/null\n"
-            "python3 -m venv /opt/probe\n"
-            "/opt/probe/bin/pip install -q --no-cache-dir --no-index --find-links /wheels npufleet_probe\n"
+        # The same code path as the lab's training image, with a one-wheel wheelhouse.
+        recipe = {"requirements": ("npufleet_probe==1.2.3",), "venv": "/opt/probe",
+                  "label": "npufleet.test", "what": "the probe image"}  # fmt: skip
+        tag = build.venv_image(client, workload, "npufleet-test/venv", wheelhouse=lambda: wheels, **recipe)
+        # Built once: a second call finds it by its tag and needs no wheelhouse.
+        assert (
+            build.venv_image(client, workload, "npufleet-test/venv", wheelhouse=_no_wheelhouse, **recipe)
+            == tag
         )
-        build.commit_build(client, workload, tag, script, mounts={str(wheels): "/wheels"},
-                           path_prefix="/opt/probe/bin", labels={"npufleet.test": "probe"})  # fmt: skip
 
         built = client.images.get(tag)
-        assert built.labels["npufleet.test"] == "probe"
+        assert built.labels["npufleet.test"] == "npufleet_probe==1.2.3"
         assert built.attrs["Config"]["Cmd"] == ["/bin/bash"]  # the base's, not the build script
         assert built.attrs["Config"]["Env"][-1].startswith("PATH=/opt/probe/bin:")
         probe = ["python", "-c", "import npufleet_probe; print(npufleet_probe.VERSION)"]

@@ -9,11 +9,25 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import docker
+import docker.errors
 
 from .containers import LabError
+
+log = logging.getLogger(__name__)
+
+WHEELS_MOUNT = "/var/cache/npufleet-wheels"
+
+# python3-venv comes from the apt cache the node image carries; pip takes nothing but the wheelhouse.
+_VENV_SCRIPT = """apt-get install -qq -y --no-install-recommends python3-venv >/dev/null
+rm -f /var/cache/apt/archives/*.deb
+python3 -m venv {venv}
+{venv}/bin/pip install -q --no-cache-dir --no-index --find-links {wheels} {requirements}
+"""
 
 
 def recipe_hash() -> str:
@@ -74,4 +88,39 @@ def commit_build(
         container.commit(repository=repository, tag=version, changes=changes)
     finally:
         container.remove(force=True)
+    return tag
+
+
+def venv_image(
+    client: docker.DockerClient,
+    base: str,
+    repository: str,
+    *,
+    requirements: tuple[str, ...],
+    venv: str,
+    wheelhouse: Callable[[], Path],
+    label: str,
+    what: str,
+) -> str:
+    """``base`` with ``requirements`` in a venv at ``venv``, installed offline from ``wheelhouse()``.
+
+    The tag is a hash of the base, the install script and this module, so the image is built once
+    (``wheelhouse`` is called only then); older tags of ``repository`` are removed after a build.
+    """
+    quoted = " ".join(f"'{item}'" for item in requirements)
+    script = _VENV_SCRIPT.format(venv=venv, wheels=WHEELS_MOUNT, requirements=quoted)
+    digest = hashlib.sha256("\0".join((base, script, recipe_hash())).encode()).hexdigest()[:12]
+    tag = f"{repository}:cpu-{digest}"
+    try:
+        client.images.get(tag)
+        return tag
+    except docker.errors.ImageNotFound:
+        pass
+    wheels = wheelhouse()
+    log.info("building %s: %s", what, tag)
+    commit_build(client, base, tag, script, mounts={str(wheels): WHEELS_MOUNT}, path_prefix=f"{venv}/bin",
+                 labels={label: " ".join(requirements)}, what=what)  # fmt: skip
+    for old in client.images.list(name=repository):
+        if tag not in old.tags:
+            client.images.remove(old.id, force=True)
     return tag

@@ -33,17 +33,6 @@ VENV = "/opt/llamafactory"
 SHARED_MOUNT = "/mnt/sfs_turbo"
 GENERATOR = image.FILES / "make_lab_model.py"
 
-WHEELS_MOUNT = "/var/cache/npufleet-wheels"
-
-# Run with no network in a container of the workload image, the wheelhouse mounted read-only, then
-# committed: the wheels never become a layer, and no engine network or address is needed.
-# python3-venv comes from the apt cache the node image carries.
-_INSTALL = """apt-get install -qq -y --no-install-recommends python3-venv >/dev/null
-rm -f /var/cache/apt/archives/*.deb
-python3 -m venv {venv}
-{venv}/bin/pip install -q --no-cache-dir --no-index --find-links {wheels} {requirements}
-"""
-
 
 def cache_dir() -> Path:
     """Where the lab keeps what outlives a lab (wheels, the image archive, the model): the shared folder."""
@@ -96,29 +85,17 @@ def wheelhouse() -> Path:
 
 
 def build_image(client: docker.DockerClient) -> str:
-    """The training image (tag = hash of its recipe and base), built once."""
-    workload = registry.build_workload(client)
-    requirements = " ".join(f"'{item}'" for item in REQUIREMENTS)
-    script = _INSTALL.format(venv=VENV, wheels=WHEELS_MOUNT, requirements=requirements)
-    tag = f"{REPOSITORY}:cpu-{_hash(workload, script, build.recipe_hash())}"
-    if image.image_exists(client, tag):
-        return tag
-    wheels = wheelhouse()
-    log.info("building the training image %s", tag)
-    build.commit_build(
+    """The training image (tag = hash of its recipe and base), built once, offline."""
+    return build.venv_image(
         client,
-        workload,
-        tag,
-        script,
-        mounts={str(wheels): WHEELS_MOUNT},
-        path_prefix=f"{VENV}/bin",
-        labels={"npufleet.lab.training": " ".join(REQUIREMENTS)},
+        registry.build_workload(client),
+        REPOSITORY,
+        requirements=REQUIREMENTS,
+        venv=VENV,
+        wheelhouse=wheelhouse,
+        label="npufleet.lab.training",
         what="the training image",
     )
-    for old in client.images.list(name=REPOSITORY):
-        if tag not in old.tags:
-            client.images.remove(old.id, force=True)
-    return tag
 
 
 def archive(client: docker.DockerClient, tag: str) -> Path:
