@@ -91,6 +91,17 @@ def commit_build(
     return tag
 
 
+def _venv_script(requirements: tuple[str, ...], venv: str) -> str:
+    quoted = " ".join(f"'{item}'" for item in requirements)
+    return _VENV_SCRIPT.format(venv=venv, wheels=WHEELS_MOUNT, requirements=quoted)
+
+
+def venv_tag(base: str, repository: str, requirements: tuple[str, ...], venv: str) -> str:
+    """The tag ``venv_image`` gives: a hash of the base, the install script and this module."""
+    recipe = "\0".join((base, _venv_script(requirements, venv), recipe_hash()))
+    return f"{repository}:cpu-{hashlib.sha256(recipe.encode()).hexdigest()[:12]}"
+
+
 def venv_image(
     client: docker.DockerClient,
     base: str,
@@ -107,10 +118,8 @@ def venv_image(
     The tag is a hash of the base, the install script and this module, so the image is built once
     (``wheelhouse`` is called only then); older tags of ``repository`` are removed after a build.
     """
-    quoted = " ".join(f"'{item}'" for item in requirements)
-    script = _VENV_SCRIPT.format(venv=venv, wheels=WHEELS_MOUNT, requirements=quoted)
-    digest = hashlib.sha256("\0".join((base, script, recipe_hash())).encode()).hexdigest()[:12]
-    tag = f"{repository}:cpu-{digest}"
+    script = _venv_script(requirements, venv)
+    tag = venv_tag(base, repository, requirements, venv)
     try:
         client.images.get(tag)
         return tag

@@ -156,9 +156,11 @@ def build(client: docker.DockerClient, recipe: Recipe | None = None, force: bool
     rootfs = workdir / "rootfs"
     try:
         log.info("building node image %s with debootstrap (about a minute)", tag)
-        # NPUFLEET_DEB_CACHE keeps debootstrap's downloads (debs named by package and version).
+        # NPUFLEET_DEB_CACHE keeps debootstrap's downloads (debs named by package and version), one
+        # folder a flavour: the lab builds two flavours at once, and debootstrap does not lock it.
         deb_cache = os.environ.get("NPUFLEET_DEB_CACHE")
         if deb_cache:
+            deb_cache = os.path.join(deb_cache, recipe.suite, recipe.flavour)
             os.makedirs(deb_cache, exist_ok=True)
         subprocess.run(
             [

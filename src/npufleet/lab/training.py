@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import docker
@@ -84,18 +85,30 @@ def wheelhouse() -> Path:
     return folder
 
 
-def build_image(client: docker.DockerClient) -> str:
-    """The training image (tag = hash of its recipe and base), built once, offline."""
-    return build.venv_image(
-        client,
-        registry.build_workload(client),
-        REPOSITORY,
-        requirements=REQUIREMENTS,
-        venv=VENV,
-        wheelhouse=wheelhouse,
-        label="npufleet.lab.training",
-        what="the training image",
-    )
+def _build_args(client: docker.DockerClient) -> dict:
+    return {
+        "base": registry.build_workload(client),
+        "repository": REPOSITORY,
+        "requirements": REQUIREMENTS,
+        "venv": VENV,
+        "label": "npufleet.lab.training",
+        "what": "the training image",
+    }
+
+
+def image_built(client: docker.DockerClient) -> bool:
+    """Whether the training image of the current recipe exists (when the node base image does)."""
+    if not image.image_exists(client, image.Recipe(flavour="bare").tag):
+        return False
+    args = _build_args(client)
+    return image.image_exists(client, build.venv_tag(args["base"], args["repository"], args["requirements"],
+                                                     args["venv"]))  # fmt: skip
+
+
+def build_image(client: docker.DockerClient, wheelhouse: Callable[[], Path] | None = None) -> str:
+    """The training image (tag = hash of its recipe and base), built once, offline; ``wheelhouse``
+    gives the wheels' folder (default: download them now)."""
+    return build.venv_image(client, wheelhouse=wheelhouse or globals()["wheelhouse"], **_build_args(client))
 
 
 def archive(client: docker.DockerClient, tag: str) -> Path:
