@@ -216,9 +216,11 @@ def _run(
             for host, res in sorted(result.hosts.items()):
                 for task in res.changed_tasks:
                     console.print(f"would change on {host}: {task}", highlight=False)
+        if print_reports:
+            for path in result.reports:
+                if path.endswith(".md") and Path(path).is_file():
+                    print(Path(path).read_text(encoding="utf-8").rstrip("\n"), flush=True)
         for path in result.reports:
-            if print_reports and path.endswith(".md") and Path(path).is_file():
-                print(Path(path).read_text(encoding="utf-8").rstrip("\n"), flush=True)
             console.print(f"report: {path}", highlight=False)
     if not result.succeeded:
         console.print(f"[red]npufleet: {result.first_failure()}[/red]", highlight=False)
