@@ -14,8 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import docker
-import docker.errors
 
+from . import image
 from .containers import LabError
 
 log = logging.getLogger(__name__)
@@ -120,11 +120,8 @@ def venv_image(
     """
     script = _venv_script(requirements, venv)
     tag = venv_tag(base, repository, requirements, venv)
-    try:
-        client.images.get(tag)
+    if image.image_exists(client, tag):
         return tag
-    except docker.errors.ImageNotFound:
-        pass
     wheels = wheelhouse()
     log.info("building %s: %s", what, tag)
     commit_build(client, base, tag, script, mounts={str(wheels): WHEELS_MOUNT}, path_prefix=f"{venv}/bin",

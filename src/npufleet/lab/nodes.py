@@ -118,7 +118,7 @@ def up(
         workload_training = None
         shared = {}
         if with_training:
-            training_tag = training.build_image(client, wheelhouse=wheels.result if wheels else None)
+            training_tag = training.build_image(client, wheels=wheels.result if wheels else None)
             workload_training = {
                 "tag": training_tag,
                 "archive": training.archive(client, training_tag),

@@ -105,10 +105,10 @@ def image_built(client: docker.DockerClient) -> bool:
                                                      args["venv"]))  # fmt: skip
 
 
-def build_image(client: docker.DockerClient, wheelhouse: Callable[[], Path] | None = None) -> str:
-    """The training image (tag = hash of its recipe and base), built once, offline; ``wheelhouse``
-    gives the wheels' folder (default: download them now)."""
-    return build.venv_image(client, wheelhouse=wheelhouse or globals()["wheelhouse"], **_build_args(client))
+def build_image(client: docker.DockerClient, wheels: Callable[[], Path] | None = None) -> str:
+    """The training image (tag = hash of its recipe and base), built once, offline; ``wheels``
+    gives the wheelhouse's folder (default: download it now)."""
+    return build.venv_image(client, wheelhouse=wheels or wheelhouse, **_build_args(client))
 
 
 def archive(client: docker.DockerClient, tag: str) -> Path:
