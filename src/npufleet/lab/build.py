@@ -96,7 +96,7 @@ def _venv_script(requirements: tuple[str, ...], venv: str) -> str:
     return _VENV_SCRIPT.format(venv=venv, wheels=WHEELS_MOUNT, requirements=quoted)
 
 
-def venv_tag(base: str, repository: str, requirements: tuple[str, ...], venv: str) -> str:
+def _venv_tag(base: str, repository: str, requirements: tuple[str, ...], venv: str) -> str:
     """The tag ``venv_image`` gives: a hash of the base, the install script and this module."""
     recipe = "\0".join((base, _venv_script(requirements, venv), recipe_hash()))
     return f"{repository}:cpu-{hashlib.sha256(recipe.encode()).hexdigest()[:12]}"
@@ -119,7 +119,7 @@ def venv_image(
     (``wheelhouse`` is called only then); older tags of ``repository`` are removed after a build.
     """
     script = _venv_script(requirements, venv)
-    tag = venv_tag(base, repository, requirements, venv)
+    tag = _venv_tag(base, repository, requirements, venv)
     if image.image_exists(client, tag):
         return tag
     wheels = wheelhouse()

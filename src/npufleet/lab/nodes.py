@@ -112,7 +112,8 @@ def up(
         if with_registry:
             registry_image = pool.submit(lambda: image.build(_client(), image.Recipe(flavour="registry")))
         wheels = None
-        if with_training and not training.image_built(client):
+        # No node base image: nothing built on it exists either, so the wheels will be needed.
+        if with_training and not image.image_exists(client, image.Recipe(flavour="bare").tag):
             wheels = pool.submit(training.wheelhouse)
         tag, _ = image.build(client, image.Recipe(flavour=flavour))
         workload_training = None

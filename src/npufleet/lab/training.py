@@ -85,30 +85,19 @@ def wheelhouse() -> Path:
     return folder
 
 
-def _build_args(client: docker.DockerClient) -> dict:
-    return {
-        "base": registry.build_workload(client),
-        "repository": REPOSITORY,
-        "requirements": REQUIREMENTS,
-        "venv": VENV,
-        "label": "npufleet.lab.training",
-        "what": "the training image",
-    }
-
-
-def image_built(client: docker.DockerClient) -> bool:
-    """Whether the training image of the current recipe exists (when the node base image does)."""
-    if not image.image_exists(client, image.Recipe(flavour="bare").tag):
-        return False
-    args = _build_args(client)
-    return image.image_exists(client, build.venv_tag(args["base"], args["repository"], args["requirements"],
-                                                     args["venv"]))  # fmt: skip
-
-
 def build_image(client: docker.DockerClient, wheels: Callable[[], Path] | None = None) -> str:
     """The training image (tag = hash of its recipe and base), built once, offline; ``wheels``
     gives the wheelhouse's folder (default: download it now)."""
-    return build.venv_image(client, wheelhouse=wheels or wheelhouse, **_build_args(client))
+    return build.venv_image(
+        client,
+        registry.build_workload(client),
+        REPOSITORY,
+        requirements=REQUIREMENTS,
+        venv=VENV,
+        wheelhouse=wheels or wheelhouse,
+        label="npufleet.lab.training",
+        what="the training image",
+    )
 
 
 def archive(client: docker.DockerClient, tag: str) -> Path:
