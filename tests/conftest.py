@@ -1,4 +1,8 @@
-"""Shared test set-up: the plugin tree on sys.path, as ansible.cfg puts it for Ansible."""
+"""Shared test set-up: the collection npufleet.ascend importable as Ansible imports it.
+
+The checkout's collections/ folder links ansible_collections/npufleet/ascend to the checkout, so
+tests import plugins by their collection path, the same one Ansible uses.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,10 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+COLLECTIONS = str(ROOT / "collections")
+if COLLECTIONS not in sys.path:
+    sys.path.insert(0, COLLECTIONS)
+# Until every test imports by collection path, the flat plugin folders stay importable too.
 for folder in ("plugins/module_utils", "plugins/filter", "plugins/modules"):
     path = str(ROOT / folder)
     if path not in sys.path:

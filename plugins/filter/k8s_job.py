@@ -5,11 +5,12 @@ first known fatal line of a pod's log (the same table llm_launch reads container
 
 from __future__ import annotations
 
-import importlib.util
 import re
 from pathlib import Path
 
 from ansible.errors import AnsibleFilterError
+
+from ansible_collections.npufleet.ascend.plugins.module_utils.launch_log import find_fatal
 
 _DOCKER_SIZE = re.compile(r"^(\d+)([kmgt])b?$", re.IGNORECASE)
 _MEMORY = re.compile(r"^\d+([KMGTPE]i?)?$")
@@ -78,18 +79,9 @@ def k8s_job_problems(job: dict) -> list[str]:
     return problems
 
 
-def _launch_log():
-    # The table lives with llm_launch's module_utils; loaded by path, so that there is one copy.
-    path = Path(__file__).resolve().parent.parent / "module_utils" / "launch_log.py"
-    spec = importlib.util.spec_from_file_location("npufleet_launch_log", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def fatal_line(text, extra=None) -> dict:
     """The first known fatal line in a log (line, meaning, hint), or {} when there is none."""
-    return _launch_log().find_fatal(str(text or ""), extra or []) or {}
+    return find_fatal(str(text or ""), extra or []) or {}
 
 
 class FilterModule:

@@ -146,7 +146,7 @@ import tempfile
 from pathlib import Path
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.vllm_bench import command, normalize
+from ansible_collections.npufleet.ascend.plugins.module_utils.vllm_bench import command, normalize
 
 
 def run_npufleet(module: AnsibleModule) -> dict:

@@ -193,7 +193,7 @@ import urllib.error
 import urllib.request
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.launch_log import (
+from ansible_collections.npufleet.ascend.plugins.module_utils.launch_log import (
     PEER_LOST,
     find_fatal,
     parse_probe,

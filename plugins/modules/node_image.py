@@ -168,7 +168,7 @@ import urllib.error
 import urllib.request
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.container_image import (
+from ansible_collections.npufleet.ascend.plugins.module_utils.container_image import (
     check_reference,
     classify_failure,
     failure_message,

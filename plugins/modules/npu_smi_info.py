@@ -152,7 +152,7 @@ mapping:
 import os
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.npu_smi import (
+from ansible_collections.npufleet.ascend.plugins.module_utils.npu_smi import (
     NpuSmiError,
     parse_board,
     parse_info,

@@ -99,7 +99,7 @@ import json
 import os
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.training_metrics import (
+from ansible_collections.npufleet.ascend.plugins.module_utils.training_metrics import (
     judge_loss,
     llamafactory_throughput,
     markdown,
