@@ -31,6 +31,10 @@ def collections_dir(root: Path | None = None) -> Path:
 
 def importable(root: Path | None = None) -> None:
     """Let ``import ansible_collections.npufleet.ascend...`` load this checkout's plugins."""
+    if root is None:
+        # An editable install (pip install -e .) sits in the checkout: src/npufleet/collection.py.
+        checkout = Path(__file__).resolve().parents[2]
+        root = checkout if (checkout / "galaxy.yml").is_file() else project_root()
     folder = str(collections_dir(root))
     if folder not in sys.path:
         sys.path.insert(0, folder)
