@@ -1,4 +1,4 @@
-"""Loading the shared, recorded npu-smi outputs (../shared/fixtures/npu-smi) for parser tests."""
+"""Recorded real outputs for the parser tests, carried in tests/data (sources in tests/data/SOURCES.md)."""
 
 from __future__ import annotations
 
@@ -6,26 +6,28 @@ import os
 import re
 from pathlib import Path
 
+DATA = Path(__file__).resolve().parent / "data"
+
+
+def _fixture_root() -> Path:
+    """NPUFLEET_FIXTURES (a folder laid out as tests/data), else tests/data."""
+    return Path(os.environ.get("NPUFLEET_FIXTURES", DATA))
+
+
+FIXTURE_ROOT = _fixture_root()
+NPU_SMI = FIXTURE_ROOT / "npu-smi"
+# The manual's tables as data: the parallel plan and the Volcano job templates.
+SEED_TABLES = FIXTURE_ROOT / "seed-tables"
+
 
 def shared(name: str) -> Path:
-    """The nearest ``shared/<name>`` beside the checkout or above it (the workplace's shared folder:
-    recorded outputs, the manual's tables, published schemas); may not exist."""
+    """The nearest ``shared/<name>`` beside the checkout or above it (the workplace's shared folder);
+    may not exist. Only for what is read in place there rather than carried (Volcano's CRD schema)."""
     checkout = Path(__file__).resolve().parents[1]
     for folder in checkout.parents:
         if (folder / "shared" / name).is_dir():
             return folder / "shared" / name
     return checkout.parent / "shared" / name
-
-
-def _fixture_root() -> Path:
-    """NPUFLEET_FIXTURES, else the nearest ``shared/fixtures``."""
-    if "NPUFLEET_FIXTURES" in os.environ:
-        return Path(os.environ["NPUFLEET_FIXTURES"])
-    return shared("fixtures")
-
-
-FIXTURE_ROOT = _fixture_root()
-NPU_SMI = FIXTURE_ROOT / "npu-smi"
 
 
 def load(name: str) -> list[str]:

@@ -19,11 +19,12 @@ import yaml
 from ansible.errors import AnsibleFilterError
 
 from npufleet.api import run_playbook
-from tests.fixtures import shared
+from tests.fixtures import SEED_TABLES, shared
 
 ROOT = Path(__file__).resolve().parents[2]
+# Read in place: the shared folder's rules keep schemas/ out of the project (../shared/README.md).
 SCHEMA = shared("schemas") / "volcano" / "batch.volcano.sh_jobs.yaml"
-MANUAL = shared("seed") / "tables"
+MANUAL = SEED_TABLES
 FILTERS = ROOT / "plugins" / "filter"
 
 
@@ -238,10 +239,7 @@ def offline_kubectl(tmp_path: Path) -> tuple[Path, Path]:
 
 
 def manual(name: str, values: dict) -> list[dict]:
-    table = MANUAL / name
-    if not table.is_file():
-        pytest.skip(f"{table} is not here (the seed folder sits beside the checkout)")
-    text = table.read_text()
+    text = (MANUAL / name).read_text()
     for key, value in values.items():
         text = text.replace("${" + key + "}", json.dumps(value))
     return list(yaml.safe_load_all(text))

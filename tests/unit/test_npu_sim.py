@@ -12,7 +12,7 @@ import pytest
 from npu_smi import NpuSmiError, parse_board, parse_info, parse_list, parse_mapping, parse_usages
 
 from npufleet.lab import npu_state
-from tests.fixtures import NPU_SMI, load
+from tests.fixtures import load
 
 EMULATOR = Path(__file__).resolve().parents[2] / "src/npufleet/lab/files/npu_sim.py"
 
@@ -43,7 +43,6 @@ def test_info_is_parsed_back_to_the_state(emulate):
     assert info["npus"][1]["chips"][0]["hbm_used_mb"] == 3400 + 20480
 
 
-@pytest.mark.skipif(not NPU_SMI.is_dir(), reason="shared fixtures not found")
 def test_table_has_the_shape_of_a_real_910b3_capture(emulate):
     real = load("910b3_8chip_procs_python_24.1.rc2.1.txt")[0].splitlines()
     ours = emulate(npu_state.initial_state("910B3", 8), "info").stdout.splitlines()

@@ -14,10 +14,10 @@ import training_metrics
 from ansible.errors import AnsibleFilterError
 from train_assets import train_asset_parents, train_asset_problems
 
-from tests.fixtures import shared
+from tests.fixtures import SEED_TABLES
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "training"
-SHARED_TABLE = shared("seed") / "tables" / "training_parallel_plan.csv"
+MANUAL_TABLE = SEED_TABLES / "training_parallel_plan.csv"
 # Recorded here: llamafactory 0.9.3 on the CPU, torch 2.13.0, the lab's tiny Qwen2 (lab_sft, 64
 # samples x 2 epochs); one process, and two processes with torchrun and gloo.
 TWO_RANKS = DATA / "llamafactory-0.9.3-cpu-2ranks-trainer_log.jsonl"
@@ -35,9 +35,7 @@ ROWS_THAT_CANNOT_RUN = {("baichuan2-13b", "full", "8192")}
 
 
 def test_the_project_carries_the_manuals_table_unchanged():
-    if not SHARED_TABLE.is_file():
-        pytest.skip(f"{SHARED_TABLE} is not here (the shared seed folder sits beside or above the checkout)")
-    assert table_rows(SHARED_TABLE) == ROWS
+    assert table_rows(MANUAL_TABLE) == ROWS
     assert len(ROWS) == 124
 
 
