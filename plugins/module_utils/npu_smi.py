@@ -365,6 +365,6 @@ def parse_mapping(text: str) -> list[dict]:
     mapping = []
     for row in rows[1:]:
         values = re.split(r"\s{2,}|\t", row)
-        entry = {column: _value(value) for column, value in zip(header, values, strict=False)}
+        entry = {column: _value(value) for column, value in zip(header, values)}
         mapping.append(entry)
     return mapping
