@@ -33,14 +33,16 @@ def _argument_spec(path: Path) -> dict:
 @pytest.mark.parametrize("module", MODULES, ids=lambda p: p.stem)
 def test_ansible_doc_renders(module):
     doc = subprocess.run(
-        [str(Path(sys.executable).parent / "ansible-doc"), "-M", str(ROOT / "plugins/modules"), module.stem],
+        # By FQCN: ansible.cfg's collections_path finds the checkout as npufleet.ascend.
+        [str(Path(sys.executable).parent / "ansible-doc"), f"npufleet.ascend.{module.stem}"],
         capture_output=True,
         text=True,
         check=False,
         cwd=ROOT,
     )
     assert doc.returncode == 0, doc.stderr
-    assert module.stem in doc.stdout and "EXAMPLES" in doc.stdout and "RETURN VALUES" in doc.stdout
+    assert f"npufleet.ascend.{module.stem}" in doc.stdout
+    assert "EXAMPLES" in doc.stdout and "RETURN VALUES" in doc.stdout
 
 
 @pytest.mark.parametrize("module", MODULES, ids=lambda p: p.stem)
