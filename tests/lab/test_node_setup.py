@@ -3,6 +3,10 @@ then a real run from scratch, a no-op re-run, and a reboot."""
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -10,7 +14,7 @@ import docker
 import pytest
 
 from npufleet.api import run_playbook
-from npufleet.lab import nodes
+from npufleet.lab import lifecycle
 from tests.lab.conftest import node_exec
 
 pytestmark = pytest.mark.lab
@@ -21,9 +25,9 @@ PLAYBOOKS = Path(__file__).resolve().parents[1] / "playbooks"
 @pytest.fixture(scope="module")
 def fresh_lab(tmp_path_factory):
     inventory = tmp_path_factory.mktemp("setup") / "hosts.yml"
-    nodes.up(LAB, nodes=2, inventory=inventory, flavour="bare")
+    lifecycle.up(LAB, nodes=2, inventory=inventory, flavour="bare")
     yield inventory
-    nodes.down(LAB, inventory)
+    lifecycle.down(LAB, inventory)
 
 
 def fingerprint(name: str) -> str:
@@ -89,3 +93,28 @@ def test_platform_choices_for_systems_without_a_lab_image(fresh_lab):
 def test_node_roles_refuse_bad_input(fresh_lab):
     result = run_playbook(str(PLAYBOOKS / "node_bad_input.yml"), fresh_lab, limit=f"{LAB}-node1")
     assert result.succeeded, result.first_failure()
+
+
+def test_the_installed_collection_runs_site_on_the_converged_nodes(fresh_lab, tmp_path):
+    """The tarball, installed offline into an empty collections path in another folder (no
+    ansible.cfg there), runs npufleet.ascend.site on the lab: the same content, so nothing changes."""
+    bin_dir = Path(sys.executable).parent
+    root = Path(__file__).resolve().parents[2]
+    build = subprocess.run([str(bin_dir / "ansible-galaxy"), "collection", "build", "--output-path", str(tmp_path)],
+                           cwd=root, capture_output=True, text=True, check=False)  # fmt: skip
+    assert build.returncode == 0, build.stderr
+    (tarball,) = tmp_path.glob("npufleet-ascend-*.tar.gz")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {key: value for key, value in os.environ.items() if not key.startswith("ANSIBLE_")}
+    env |= {"ANSIBLE_COLLECTIONS_PATH": str(elsewhere / "collections"), "ANSIBLE_HOST_KEY_CHECKING": "False"}
+    install = subprocess.run([str(bin_dir / "ansible-galaxy"), "collection", "install", "--offline", "-p",
+                              str(elsewhere / "collections"), str(tarball)],
+                             cwd=elsewhere, env=env, capture_output=True, text=True, check=False)  # fmt: skip
+    assert install.returncode == 0, install.stderr
+    run = subprocess.run([str(bin_dir / "ansible-playbook"), "-i", str(fresh_lab), "npufleet.ascend.site"],
+                         cwd=elsewhere, env=env, capture_output=True, text=True, check=False)  # fmt: skip
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    recap = run.stdout[run.stdout.rindex("PLAY RECAP") :]
+    for name in (f"{LAB}-node1", f"{LAB}-node2"):
+        assert re.search(rf"{name}\s+: ok=\d+\s+changed=0\s+unreachable=0\s+failed=0", recap), recap
