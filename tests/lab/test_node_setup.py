@@ -100,7 +100,8 @@ def test_the_installed_collection_runs_site_on_the_converged_nodes(fresh_lab, tm
     ansible.cfg there), runs npufleet.ascend.site on the lab: the same content, so nothing changes."""
     bin_dir = Path(sys.executable).parent
     root = Path(__file__).resolve().parents[2]
-    build = subprocess.run([str(bin_dir / "ansible-galaxy"), "collection", "build", "--output-path", str(tmp_path)],
+    galaxy = str(bin_dir / "ansible-galaxy")
+    build = subprocess.run([galaxy, "collection", "build", "--output-path", str(tmp_path)],
                            cwd=root, capture_output=True, text=True, check=False)  # fmt: skip
     assert build.returncode == 0, build.stderr
     (tarball,) = tmp_path.glob("npufleet-ascend-*.tar.gz")
@@ -108,7 +109,7 @@ def test_the_installed_collection_runs_site_on_the_converged_nodes(fresh_lab, tm
     elsewhere.mkdir()
     env = {key: value for key, value in os.environ.items() if not key.startswith("ANSIBLE_")}
     env |= {"ANSIBLE_COLLECTIONS_PATH": str(elsewhere / "collections"), "ANSIBLE_HOST_KEY_CHECKING": "False"}
-    install = subprocess.run([str(bin_dir / "ansible-galaxy"), "collection", "install", "--offline", "-p",
+    install = subprocess.run([galaxy, "collection", "install", "--offline", "-p",
                               str(elsewhere / "collections"), str(tarball)],
                              cwd=elsewhere, env=env, capture_output=True, text=True, check=False)  # fmt: skip
     assert install.returncode == 0, install.stderr
