@@ -62,7 +62,9 @@ options:
     description: Log file in the container; the default is C(CHDIR/npufleet-logs/NAME.log) (or C(/tmp)).
     type: str
   creates:
-    description: A path in the container; when it exists, V(started) starts nothing (the work is done).
+    description:
+      - A path in the container; when it exists, V(started) starts nothing (the work is done).
+      - Tested with C(test -e) as its own argument, not through a shell, so any name matches as written.
     type: str
   wait:
     description: With V(started), wait for the run to end (up to O(timeout)).
@@ -73,7 +75,10 @@ options:
     type: int
     default: 3600
   stall_timeout:
-    description: Fail when the run's log has not grown for this many seconds (0 never).
+    description:
+      - Fail (and stop the run) when its log has not grown for this many seconds (0 never).
+      - Measured by the log's modification time, so silence counts across calls, as when a play
+        waits in rounds shorter than this.
     type: int
     default: 0
   poll_interval:
@@ -106,16 +111,21 @@ options:
 attributes:
   check_mode:
     support: full
-    description: In check mode nothing is started or stopped; V(started) reports whether it would start.
+    description:
+      - Nothing is started or stopped. V(started) reports RV(changed) as it would be, with RV(started)
+        false, RV(status) V(absent) and a message saying it would start; V(stopped) reports whether it
+        would stop. Waiting and looking work as usual (they only read).
   diff_mode:
-    support: none
+    support: full
+    description:
+      - V(started) shows the launch record it writes (C(/var/lib/npufleet/launch/NAME.json)) before and after.
 notes:
   - Needs the C(docker) CLI on the node, and C(bash), C(setsid) and C(tail) in the container.
 """
 
 EXAMPLES = r"""
 - name: Start LLaMA-Factory training in the NPU container and wait up to two hours
-  llm_launch:
+  npufleet.ascend.llm_launch:
     name: train
     container: llm-train
     command: llamafactory-cli train /home/ma-user/ws/train/sft.yaml
@@ -128,7 +138,7 @@ EXAMPLES = r"""
     timeout: 7200
 
 - name: Look at a run without failing the task
-  llm_launch:
+  npufleet.ascend.llm_launch:
     name: train
     container: llm-train
     state: finished
@@ -137,7 +147,7 @@ EXAMPLES = r"""
   register: run
 
 - name: Stop it
-  llm_launch:
+  npufleet.ascend.llm_launch:
     name: train
     container: llm-train
     state: stopped
@@ -160,9 +170,20 @@ exit_code:
   type: int
   sample: 0
 started:
-  description: Whether this call started the command.
+  description: Whether this call started the command (never in check mode).
   returned: always
   type: bool
+actions:
+  description: What this call did (or, in check mode, would do), one sentence each.
+  returned: always
+  type: list
+  elements: str
+  sample: [start train]
+npufleet_progress:
+  description: One line for progress displays, RV(status) and RV(progress) (the npufleet CLI shows it).
+  returned: success
+  type: str
+  sample: running, step 12/64, loss 5.61 (epoch 0.38)
 log_file:
   description: The log file in the container.
   returned: always
@@ -184,6 +205,10 @@ elapsed:
   description: Seconds this call waited.
   returned: always
   type: float
+diff:
+  description: The launch record before and after, when O(state=started) starts the run (or would).
+  returned: when it starts and diff mode is on
+  type: dict
 """
 
 import json
@@ -207,30 +232,57 @@ from ansible_collections.npufleet.ascend.plugins.module_utils.launch_log import 
 RECORD_DIR = "/var/lib/npufleet/launch"
 
 
-class Launcher:
+def merged(*parts: dict) -> dict:
+    """The dicts merged left to right (dict union needs Python 3.9; nodes may run 3.8)."""
+    result = {}
+    for part in parts:
+        result.update(part)
+    return result
+
+
+def one_line(status: str, progress_text: str) -> str:
+    return f"{status}, {progress_text}" if progress_text else status
+
+
+class LaunchManager:
+    """Probe the run in its container, decide, then act (or, in check mode, say what it would do)."""
+
     def __init__(self, module: AnsibleModule) -> None:
         self.module = module
         self.params = module.params
-        self.docker = module.get_bin_path("docker")
-        if not self.docker:
-            if module.check_mode:
-                # Node setup installs Docker before this stage runs; check mode has not.
-                module.exit_json(changed=True, status="absent", msg="would run once Docker is installed")
-            module.fail_json(
-                msg="the docker CLI is not on this node: run node setup (playbooks/node.yml) first"
-            )
+        self.check_mode = module.check_mode
         self.container = self.params["container"]
         chdir = self.params["chdir"] or "/tmp"
         self.log_file = self.params["log_file"] or os.path.join(
             chdir, "npufleet-logs", f"{self.params['name']}.log"
         )
         self.state_dir = self.log_file + ".state"
+        self.record_file = os.path.join(RECORD_DIR, f"{self.params['name']}.json")
+        self.result = {
+            "changed": False,
+            "started": False,
+            "log_file": self.log_file,
+            "progress": "",
+            "log_tail": "",
+            "elapsed": 0.0,
+            "peer_lost": False,
+            "actions": [],
+        }
+        self.docker = module.get_bin_path("docker")
 
-    def sh(self, line: str, check: bool = True) -> tuple[int, str, str]:
+    # -- commands (argv lists; a shell only where the line is the wrapper's own) --------------------
+
+    def exec_argv(self, argv: list, detach: bool = False, options: tuple = ()) -> tuple:
+        """``docker exec`` of an argv list in the container, as the run's user."""
         cmd = [self.docker, "exec"]
+        if detach:
+            cmd.append("-d")
         if self.params["user"]:
             cmd += ["-u", self.params["user"]]
-        rc, out, err = self.module.run_command([*cmd, self.container, "bash", "-c", line])
+        return self.module.run_command([*cmd, *options, self.container, *argv])
+
+    def sh(self, line: str, check: bool = True) -> tuple:
+        rc, out, err = self.exec_argv(["bash", "-c", line])
         if check and rc != 0:
             self.fail(f"docker exec in {self.container} failed: {err.strip() or out.strip()}")
         return rc, out, err
@@ -241,57 +293,94 @@ class Launcher:
         )
         return rc == 0 and out.strip() == "true"
 
+    def exists(self, path: str) -> bool:
+        # The path is its own argv item: no shell quoting, so any name (non-ASCII too) is seen as is.
+        return self.exec_argv(["test", "-e", path])[0] == 0
+
     def fail(self, msg: str, **result) -> None:
-        self.module.fail_json(msg=msg, **({"log_file": self.log_file} | result))
+        self.module.fail_json(msg=msg, **merged({"log_file": self.log_file}, result))
+
+    def exit(self, **result) -> None:
+        final = merged(self.result, result)
+        # One line for progress displays (the CLI shows it): the status, then how far the run is.
+        final["npufleet_progress"] = one_line(final.get("status", ""), final.get("progress", ""))
+        self.module.exit_json(**final)
+
+    # -- what is there ------------------------------------------------------------------------------
 
     def look(self) -> dict:
         if not self.running():
             return {"container_running": False, "rc": None, "alive": False, "log_size": 0, "log_tail": ""}
         _, out, _ = self.sh(probe(self.state_dir, self.log_file), check=False)
-        return {"container_running": True} | parse_probe(out)
+        return merged({"container_running": True}, parse_probe(out))
 
-    def exists(self, path: str) -> bool:
-        return self.sh(f"test -e {json.dumps(path)}", check=False)[0] == 0
+    def log_age(self) -> float | None:
+        """Seconds since the log last grew (since the run started while it has no log), by the
+        container's clock; None when neither is known."""
+        line = 'stat -c %Y "$1" 2>/dev/null || cat "$2/started" 2>/dev/null; date +%s'
+        rc, out, _ = self.exec_argv(["bash", "-c", line, "log_age", self.log_file, self.state_dir])
+        values = out.split()
+        if rc != 0 or len(values) != 2 or not all(value.isdigit() for value in values):
+            return None
+        return float(int(values[1]) - int(values[0]))
 
-    def start(self) -> bool:
-        command = self.params["command"]
-        if not command:
-            self.fail("state=started needs command: the command line to run in the container")
-        cmd = [self.docker, "exec", "-d"]
-        if self.params["user"]:
-            cmd += ["-u", self.params["user"]]
-        if self.params["chdir"]:
-            cmd += ["-w", self.params["chdir"]]
-        for key, value in sorted(self.params["env"].items()):
-            cmd += ["-e", f"{key}={value}"]
-        cmd += [self.container, "bash", "-c", wrapper(command, self.log_file, self.state_dir)]
-        rc, out, err = self.module.run_command(cmd)
-        if rc != 0:
-            self.fail(
-                f"could not start {self.params['name']} in {self.container}: {err.strip() or out.strip()}"
-            )
+    def read_record(self) -> str:
+        try:
+            with open(self.record_file, encoding="utf-8") as handle:
+                return handle.read()
+        except OSError:
+            return ""
+
+    def new_record(self) -> str:
         record = {
             "name": self.params["name"],
             "container": self.container,
-            "command": command,
+            "command": self.params["command"],
             "chdir": self.params["chdir"],
             "user": self.params["user"],
             "env": self.params["env"],
             "log_file": self.log_file,
             "started_at": time.time(),
         }
+        return json.dumps(record, indent=2)
+
+    def record_diff(self, after: str) -> None:
+        if self.module._diff:
+            self.result["diff"] = {
+                "before": self.read_record(),
+                "after": after,
+                "before_header": self.record_file,
+                "after_header": self.record_file,
+            }
+
+    # -- acting -------------------------------------------------------------------------------------
+
+    def start(self, record: str) -> None:
+        options = []
+        if self.params["chdir"]:
+            options += ["-w", self.params["chdir"]]
+        for key, value in sorted(self.params["env"].items()):
+            options += ["-e", f"{key}={value}"]
+        line = wrapper(self.params["command"], self.log_file, self.state_dir)
+        rc, out, err = self.exec_argv(["bash", "-c", line], detach=True, options=options)
+        if rc != 0:
+            self.fail(
+                f"could not start {self.params['name']} in {self.container}: {err.strip() or out.strip()}"
+            )
         os.makedirs(RECORD_DIR, exist_ok=True)
-        with open(os.path.join(RECORD_DIR, f"{self.params['name']}.json"), "w", encoding="utf-8") as handle:
-            json.dump(record, handle, indent=2)
+        with open(self.record_file, "w", encoding="utf-8") as handle:
+            handle.write(record)
         # The pid file appears when the wrapper runs; wait briefly so an immediate look sees the run.
+        started = ["bash", "-c", 'test -s "$1/pid" || test -e "$1/rc"', "started", self.state_dir]
         for _ in range(50):
-            if self.sh(f"test -s {json.dumps(self.state_dir)}/pid || test -e {json.dumps(self.state_dir)}/rc",
-                       check=False)[0] == 0:  # fmt: skip
+            if self.exec_argv(started)[0] == 0:
                 break
             time.sleep(0.1)
-        return True
 
-    def answers(self, url: str) -> tuple[bool, str]:
+    def stop(self) -> None:
+        self.sh(stop_line(self.state_dir), check=False)
+
+    def answers(self, url: str) -> tuple:
         try:
             with urllib.request.urlopen(url, timeout=5) as response:
                 return 200 <= response.status < 300, f"HTTP {response.status}"
@@ -304,7 +393,7 @@ class Launcher:
         """Watch the run; ``act`` False (a mere status look) never stops it."""
         began = time.monotonic()
         last_answer = "no answer yet"
-        last_size, last_growth = -1, time.monotonic()
+        stall = self.params["stall_timeout"]
         while True:
             seen = self.look()
             text = seen["log_tail"]
@@ -316,50 +405,158 @@ class Launcher:
                 "peer_lost": bool(fatal and fatal["meaning"] == PEER_LOST),
             }
             if not seen["container_running"]:
-                return result | {"status": "failed", "reason": f"container {self.container} is not running"}
+                return merged(
+                    result, {"status": "failed", "reason": f"container {self.container} is not running"}
+                )
             if seen["rc"] is not None:
                 status = "succeeded" if seen["rc"] == 0 else "failed"
                 reason = "" if seen["rc"] == 0 else f"exited with code {seen['rc']}"
-                outcome = result | {"status": status, "exit_code": seen["rc"], "reason": reason}
-                return outcome | ({"fatal": fatal} if fatal and status == "failed" else {})
+                outcome = merged(result, {"status": status, "exit_code": seen["rc"], "reason": reason})
+                return merged(outcome, {"fatal": fatal} if fatal and status == "failed" else {})
             if fatal:
-                if act and self.params["stop_on_fatal"] and not self.module.check_mode:
-                    self.sh(stop_line(self.state_dir), check=False)
-                return result | {
-                    "status": "failed",
-                    "fatal": fatal,
-                    "reason": f"{fatal['meaning']}: {fatal['line']}",
-                }
+                if act and self.params["stop_on_fatal"]:
+                    self.act(f"stop {self.params['name']}: its log shows a known fatal error", self.stop)
+                reason = f"{fatal['meaning']}: {fatal['line']}"
+                return merged(result, {"status": "failed", "fatal": fatal, "reason": reason})
             if not seen["alive"]:
                 # No exit code and no process: the wrapper was killed, often because its container is
                 # being stopped; give that a moment to show, as it is the better reason.
                 for _ in range(6):
                     if not self.running():
                         reason = f"container {self.container} is not running"
-                        return result | {"status": "failed", "reason": reason}
+                        return merged(result, {"status": "failed", "reason": reason})
                     time.sleep(0.5)
-                return result | {"status": "failed", "reason": "the process is gone without an exit code"}
-            now = time.monotonic()
-            if seen["log_size"] != last_size:
-                last_size, last_growth = seen["log_size"], now
-            stall = self.params["stall_timeout"]
-            if act and stall and now - last_growth > stall:
-                if not self.module.check_mode:
-                    self.sh(stop_line(self.state_dir), check=False)
-                return result | {
-                    "status": "failed",
-                    "reason": f"its log did not grow for {stall} s (stopped it)",
-                }
+                return merged(
+                    result, {"status": "failed", "reason": "the process is gone without an exit code"}
+                )
+            if act and stall:
+                # By the log's modification time, so that silence counts across calls (the train role
+                # waits in rounds shorter than the stall timeout).
+                age = self.log_age()
+                if age is not None and age > stall:
+                    done = self.act(f"stop {self.params['name']}: its log is silent", self.stop)
+                    stopped = "stopped it" if done else "would stop it"
+                    return merged(
+                        result,
+                        {"status": "failed", "reason": f"its log did not grow for {stall} s ({stopped})"},
+                    )
             if ready_url:
                 ready, last_answer = self.answers(ready_url)
                 if ready:
-                    return result | {"status": "ready", "reason": f"{ready_url} answered {last_answer}"}
-            if now - began >= timeout:
+                    return merged(
+                        result, {"status": "ready", "reason": f"{ready_url} answered {last_answer}"}
+                    )
+            if time.monotonic() - began >= timeout:
                 if ready_url:
                     reason = f"not ready after {timeout} s ({ready_url}: {last_answer})"
-                    return result | {"status": "running", "reason": reason}
-                return result | {"status": "running", "reason": f"still running after {timeout} s"}
+                    return merged(result, {"status": "running", "reason": reason})
+                return merged(result, {"status": "running", "reason": f"still running after {timeout} s"})
             time.sleep(self.params["poll_interval"])
+
+    def act(self, what: str, do) -> bool:
+        """Record an action (``what``, an imperative) and do it, unless in check mode: then record
+        that it would. True when it was done."""
+        self.result["actions"].append(f"would {what}" if self.check_mode else what)
+        if self.check_mode:
+            return False
+        do()
+        return True
+
+    # -- the states ---------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        state = self.params["state"]
+        name = self.params["name"]
+        if not self.docker:
+            if self.check_mode:
+                # Node setup installs Docker before this stage runs; in a check-mode run it has not.
+                would = state == "started"
+                message = (
+                    f"would start {name} once Docker is installed" if would else "Docker is not installed"
+                )
+                self.exit(changed=would, status="absent", msg=message)
+            self.module.fail_json(
+                msg="the docker CLI is not on this node: run node setup (playbooks/node.yml) first"
+            )
+        if not self.running():
+            self.container_not_running(state)
+        if state == "stopped":
+            self.state_stopped()
+        if state == "started":
+            self.state_started()
+        self.finish(state)
+
+    def container_not_running(self, state: str) -> None:
+        name = self.params["name"]
+        if state in ("stopped", "status"):
+            self.exit(status="absent", msg=f"container {self.container} is not running")
+        if self.check_mode and state == "started":
+            # In check mode the container stage before this one has not started the container.
+            self.result["actions"].append(f"would start {name}")
+            self.exit(changed=True, status="absent", msg=f"would start {name} once {self.container} runs")
+        if state == "finished" and not self.params["fail_on_error"]:
+            self.exit(status="failed", reason=f"container {self.container} is not running")
+        self.fail(
+            f"container {self.container} is not running on this node:"
+            " start it first (playbooks/container.yml)",
+            status="failed",
+        )
+
+    def state_stopped(self) -> None:
+        seen = self.look()
+        if not seen["alive"]:
+            self.exit(status="absent" if seen["rc"] is None else "stopped", exit_code=seen["rc"])
+        done = self.act(f"stop {self.params['name']}", self.stop)
+        self.exit(
+            changed=True,
+            status="stopped" if done else "running",
+            log_tail=tail(seen["log_tail"], self.params["tail_lines"]),
+            msg=f"{'stopped' if done else 'would stop'} {self.params['name']}",
+        )
+
+    def state_started(self) -> None:
+        name, creates = self.params["name"], self.params["creates"]
+        seen = self.look()
+        if seen["alive"]:
+            self.result["msg"] = f"{name} is already running"
+        elif creates and self.exists(creates):
+            self.exit(status="skipped", msg=f"{creates} exists: nothing to start")
+        else:
+            record = self.new_record()
+            self.record_diff(record)
+            self.result["changed"] = True
+            if not self.act(f"start {name}", lambda: self.start(record)):
+                # Check mode: nothing runs, so there is nothing to wait for either.
+                self.exit(status="absent", msg=f"would start {name}")
+            self.result["started"] = True
+        if not self.params["wait"]:
+            seen = self.look()
+            status = "running" if seen["alive"] else ("succeeded" if seen["rc"] == 0 else "failed")
+            text = progress(seen["log_tail"])
+            self.exit(status=status, progress=text)
+
+    def finish(self, state: str) -> None:
+        params = self.params
+        outcome = self.wait(
+            0 if state == "status" else params["timeout"],
+            params["url"] if state == "ready" else None,
+            act=state != "status",
+        )
+        if state == "ready" and outcome["status"] == "succeeded":
+            # A server that ends is not ready, whatever its exit code.
+            outcome["status"] = "failed"
+            outcome["reason"] = "exited with code 0 before it answered"
+        self.result.update(outcome)
+        unfinished = outcome["status"] == "running" and state != "status"
+        # A status look reports; it never fails the task.
+        if params["fail_on_error"] and state != "status" and (outcome["status"] == "failed" or unfinished):
+            message = f"{params['name']} in {self.container} {outcome['status']}: {outcome.get('reason', '')}"
+            hint = outcome.get("fatal", {}).get("hint")
+            if hint:
+                message += f". Hint: {hint}"
+            details = {key: value for key, value in self.result.items() if key != "msg"}
+            self.fail(f"{message}\nlog tail ({self.log_file}):\n{outcome['log_tail']}", **details)
+        self.exit()
 
 
 def main() -> None:
@@ -391,77 +588,7 @@ def main() -> None:
         required_if=[("state", "started", ("command",)), ("state", "ready", ("url",))],
         supports_check_mode=True,
     )
-    launcher = Launcher(module)
-    params = module.params
-    state = params["state"]
-    base = {"changed": False, "started": False, "log_file": launcher.log_file, "progress": "", "log_tail": "",
-            "elapsed": 0.0, "peer_lost": False}  # fmt: skip
-    if not launcher.running():
-        if state in ("stopped", "status"):
-            module.exit_json(**base, status="absent", msg=f"container {launcher.container} is not running")
-        if module.check_mode and state == "started":
-            # In check mode the container stage before this one has not started the container.
-            module.exit_json(**(base | {"changed": True, "status": "running", "started": True}),
-                             msg=f"would start {params['name']} once {launcher.container} runs")  # fmt: skip
-        if state == "finished" and not params["fail_on_error"]:
-            module.exit_json(**base, status="failed", reason=f"container {launcher.container} is not running")
-        launcher.fail(
-            f"container {launcher.container} is not running on this node:"
-            " start it first (playbooks/container.yml)",
-            status="failed",
-        )
-
-    if state == "stopped":
-        seen = launcher.look()
-        if not seen["alive"]:
-            module.exit_json(
-                **base, status="absent" if seen["rc"] is None else "stopped", exit_code=seen["rc"]
-            )
-        if not module.check_mode:
-            launcher.sh(stop_line(launcher.state_dir), check=False)
-        stopped = {
-            "changed": True,
-            "status": "stopped",
-            "log_tail": tail(seen["log_tail"], params["tail_lines"]),
-        }
-        module.exit_json(**(base | stopped))
-
-    result = dict(base)
-    if state == "started":
-        seen = launcher.look()
-        if seen["alive"]:
-            result["msg"] = f"{params['name']} is already running"
-        elif params["creates"] and launcher.exists(params["creates"]):
-            module.exit_json(**result, status="skipped", msg=f"{params['creates']} exists: nothing to start")
-        elif module.check_mode:
-            module.exit_json(**(result | {"changed": True, "status": "running", "started": True}))
-        else:
-            result |= {"changed": True, "started": launcher.start()}
-        if not params["wait"]:
-            seen = launcher.look()
-            status = "running" if seen["alive"] else ("succeeded" if seen["rc"] == 0 else "failed")
-            module.exit_json(**(result | {"status": status, "progress": progress(seen["log_tail"])}))
-
-    outcome = launcher.wait(
-        0 if state == "status" else params["timeout"],
-        params["url"] if state == "ready" else None,
-        act=state != "status",
-    )
-    result |= outcome
-    unfinished = outcome["status"] == "running" and state != "status"
-    if state == "ready" and outcome["status"] == "succeeded":
-        # A server that ends is not ready, whatever its exit code.
-        outcome["status"] = result["status"] = "failed"
-        outcome["reason"] = result["reason"] = "exited with code 0 before it answered"
-    # A status look reports; it never fails the task.
-    if params["fail_on_error"] and state != "status" and (outcome["status"] == "failed" or unfinished):
-        message = f"{params['name']} in {launcher.container} {outcome['status']}: {outcome.get('reason', '')}"
-        hint = outcome.get("fatal", {}).get("hint")
-        if hint:
-            message += f". Hint: {hint}"
-        details = {key: value for key, value in result.items() if key != "msg"}
-        launcher.fail(f"{message}\nlog tail ({launcher.log_file}):\n{outcome['log_tail']}", **details)
-    module.exit_json(**result)
+    LaunchManager(module).run()
 
 
 if __name__ == "__main__":

@@ -1,0 +1,169 @@
+"""llm_launch run in-process against a stand-in ``docker`` that runs ``docker exec`` locally: a start,
+a re-run that changes nothing, check mode, diff, stopping, and ``creates`` paths with non-ASCII names."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from ansible.module_utils.testing import patch_module_args
+from ansible_collections.npufleet.ascend.plugins.modules import llm_launch
+
+# `docker inspect` answers from a file; `docker exec [-d] [-u U] [-w DIR] [-e K=V]... NAME ARGV` runs ARGV
+# here (detached with -d), so the module's argv reaches a real process and a real file system.
+FAKE_DOCKER = f"""#!{sys.executable}
+import os, subprocess, sys
+from pathlib import Path
+
+args = sys.argv[1:]
+here = Path(__file__).resolve().parent
+with open(here / "calls.jsonl", "a", encoding="utf-8") as log:
+    import json
+    log.write(json.dumps(args) + "\\n")
+if args[0] == "inspect":
+    print((here / "running").read_text().strip() if (here / "running").exists() else "true")
+    sys.exit(0)
+assert args[0] == "exec", args
+args, detach, cwd, env = args[1:], False, None, dict(os.environ)
+while args[0].startswith("-"):
+    if args[0] == "-d":
+        detach, args = True, args[1:]
+    elif args[0] == "-w":
+        cwd, args = args[1], args[2:]
+    elif args[0] == "-e":
+        key, _, value = args[1].partition("=")
+        env[key], args = value, args[2:]
+    else:
+        args = args[2:]
+argv = args[1:]
+if detach:
+    # A child that waits for the command, so that it is reaped when it ends (PID 1 here may not reap).
+    if os.fork() == 0:
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
+        subprocess.run(argv, cwd=cwd, env=env)
+        os._exit(0)
+    sys.exit(0)
+sys.exit(subprocess.run(argv, cwd=cwd, env=env).returncode)
+"""
+
+
+@pytest.fixture
+def docker(tmp_path, monkeypatch):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    script = bin_dir / "docker"
+    script.write_text(FAKE_DOCKER, encoding="utf-8")
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    monkeypatch.setattr(llm_launch, "RECORD_DIR", str(tmp_path / "records"))
+    return bin_dir
+
+
+def calls(docker: Path) -> list[list[str]]:
+    path = docker / "calls.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def run_module(capsys, check_mode: bool = False, diff: bool = False, **args) -> dict:
+    args = {"name": "train", "container": "box", **args}
+    if check_mode:
+        args["_ansible_check_mode"] = True
+    if diff:
+        args["_ansible_diff"] = True
+    with patch_module_args(args), pytest.raises(SystemExit):
+        llm_launch.main()
+    return json.loads(capsys.readouterr().out)
+
+
+def wait_for(path: Path) -> None:
+    for _ in range(100):
+        if path.exists():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{path} never appeared")
+
+
+def test_creates_with_a_non_ascii_name_is_found_so_nothing_restarts(docker, tmp_path, capsys):
+    done = tmp_path / "输出 dir-é" / "train_results.json"
+    done.parent.mkdir()
+    log = tmp_path / "logs" / "train.log"
+    ran = tmp_path / "ran"
+    args = {"command": f"echo ran >> {ran}", "log_file": str(log), "creates": str(done), "wait": True}
+    first = run_module(capsys, **args)
+    assert (first["changed"], first["started"], first["status"]) == (True, True, "succeeded")
+    done.write_text("{}")
+    again = run_module(capsys, **args)
+    assert (again["changed"], again["started"], again["status"]) == (False, False, "skipped")
+    assert again["msg"] == f"{done} exists: nothing to start"
+    # The path went to `test -e` as one argv item, as written: no shell, no JSON escapes.
+    assert ["exec", "box", "test", "-e", str(done)] in calls(docker)
+    assert (tmp_path / "ran").read_text() == "ran\n"
+
+
+def test_start_then_a_rerun_changes_nothing_and_stop(docker, tmp_path, capsys):
+    log = tmp_path / "logs" / "serve.log"
+    args = {"name": "serve", "command": "sleep 60", "log_file": str(log), "env": {"A": "1"}}
+    first = run_module(capsys, **args)
+    assert (first["changed"], first["started"], first["status"]) == (True, True, "running")
+    assert first["actions"] == ["start serve"]
+    assert first["npufleet_progress"] == "running"
+    record = json.loads((Path(llm_launch.RECORD_DIR) / "serve.json").read_text())
+    assert (record["command"], record["env"], record["log_file"]) == ("sleep 60", {"A": "1"}, str(log))
+    again = run_module(capsys, **args)
+    assert (again["changed"], again["started"], again["msg"]) == (False, False, "serve is already running")
+    would = run_module(capsys, check_mode=True, name="serve", state="stopped", log_file=str(log))
+    assert (would["changed"], would["status"], would["actions"]) == (True, "running", ["would stop serve"])
+    stopped = run_module(capsys, name="serve", state="stopped", log_file=str(log))
+    assert (stopped["changed"], stopped["status"]) == (True, "stopped")
+    gone = run_module(capsys, name="serve", state="stopped", log_file=str(log))
+    assert gone["changed"] is False
+
+
+def test_check_mode_says_it_would_start_and_starts_nothing(docker, tmp_path, capsys):
+    log = tmp_path / "logs" / "train.log"
+    result = run_module(
+        capsys, check_mode=True, diff=True, command=f"touch {tmp_path / 'ran'}", log_file=str(log), wait=True
+    )
+    assert (result["changed"], result["started"], result["status"]) == (True, False, "absent")
+    assert result["msg"] == "would start train"
+    assert result["actions"] == ["would start train"]
+    assert not (tmp_path / "ran").exists() and not log.exists()
+    assert not (Path(llm_launch.RECORD_DIR) / "train.json").exists()
+    diff = result["diff"]
+    assert diff["before"] == "" and json.loads(diff["after"])["command"] == f"touch {tmp_path / 'ran'}"
+    assert diff["before_header"] == diff["after_header"] == str(Path(llm_launch.RECORD_DIR) / "train.json")
+    # A stopped container: still no pretending.
+    (docker / "running").write_text("false")
+    later = run_module(capsys, check_mode=True, command="true", log_file=str(log))
+    assert (later["changed"], later["started"], later["status"]) == (True, False, "absent")
+    assert later["msg"] == "would start train once box runs"
+
+
+def test_diff_shows_the_previous_record(docker, tmp_path, capsys):
+    log = tmp_path / "logs" / "train.log"
+    run_module(capsys, command="echo one", log_file=str(log))
+    wait_for(Path(str(log) + ".state") / "rc")
+    second = run_module(capsys, diff=True, command="echo two", log_file=str(log), wait=True, timeout=30)
+    assert json.loads(second["diff"]["before"])["command"] == "echo one"
+    assert json.loads(second["diff"]["after"])["command"] == "echo two"
+    assert second["status"] == "succeeded" and second["npufleet_progress"] == "succeeded"
+
+
+def test_a_silent_log_fails_across_calls_by_its_age(docker, tmp_path, capsys):
+    log = tmp_path / "logs" / "train.log"
+    run_module(capsys, command="echo started; sleep 60", log_file=str(log))
+    wait_for(log)
+    time.sleep(2.2)
+    # One short round, as the train role waits: the silence before it counts.
+    result = run_module(
+        capsys, state="finished", log_file=str(log), timeout=1, stall_timeout=1, poll_interval=0.2,
+        fail_on_error=False,
+    )  # fmt: skip
+    assert result["status"] == "failed"
+    assert result["reason"] == "its log did not grow for 1 s (stopped it)"
+    assert result["actions"] == ["stop train: its log is silent"]
