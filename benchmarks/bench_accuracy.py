@@ -36,10 +36,20 @@ from pathlib import Path
 
 from results_io import machine, write
 
-from npufleet.bench import run_loop
-from npufleet.bench.client import Prompt, new_session, send
-from npufleet.bench.load import at_concurrency, at_rate
-from npufleet.bench.metrics import percentile
+from npufleet import collection
+
+# The load generator is the collection's controller-side code: import it as Ansible names it.
+collection.importable()
+from ansible_collections.npufleet.ascend.plugins.plugin_utils.bench import run_loop
+from ansible_collections.npufleet.ascend.plugins.plugin_utils.bench.client import (
+    Prompt,
+    new_session,
+    send,
+)
+from ansible_collections.npufleet.ascend.plugins.plugin_utils.bench.load import at_concurrency, at_rate
+from ansible_collections.npufleet.ascend.plugins.plugin_utils.bench.metrics import percentile
+
+SYNTHETIC = "ansible_collections.npufleet.ascend.plugins.plugin_utils.bench.synthetic"
 
 TTFT_MS, ITL_MS, OUTPUT_TOKENS, PROMPT_TOKENS = 50.0, 10.0, 16, 4
 LEVELS = (1, 16, 64)
@@ -69,9 +79,12 @@ def pinned(command: list[str], cpus: set[int] | None) -> list[str]:
 
 
 def start_server(port: int, cpus: set[int] | None) -> subprocess.Popen:
-    command = [sys.executable, "-m", "npufleet.bench.synthetic", "--port", str(port),
+    command = [sys.executable, "-m", SYNTHETIC, "--port", str(port),
                "--ttft-ms", str(TTFT_MS), "--itl-ms", str(ITL_MS)]  # fmt: skip
-    server = subprocess.Popen(pinned(command, cpus), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # The server's interpreter finds the collection where this one does.
+    path = os.pathsep.join(filter(None, [str(collection.collections_dir()), os.environ.get("PYTHONPATH")]))
+    server = subprocess.Popen(pinned(command, cpus), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              env=os.environ | {"PYTHONPATH": path})  # fmt: skip
     for _ in range(200):
         with socket.socket() as probe:
             if probe.connect_ex(("127.0.0.1", port)) == 0:

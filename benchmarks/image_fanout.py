@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.table import Table
 
 from npufleet.api import run_playbook
-from npufleet.lab import nodes, registry
+from npufleet.lab import lifecycle, registry
 
 LAB = "npufleet-bench-image"
 REPOSITORY = "npufleet/workload-big"
@@ -75,7 +75,7 @@ def main() -> int:
 
     inventory = Path("/tmp") / f"{LAB}-hosts.yml"
     client = docker.from_env()
-    nodes.up(LAB, nodes=max(args.nodes), inventory=inventory, flavour="full")
+    lifecycle.up(LAB, nodes=max(args.nodes), inventory=inventory, flavour="full")
     lab_registry = registry.ensure(client, LAB, network=LAB)  # the one 'up' started
     local = big_image(client, args.size_mib)
     version, digest = registry.push(client, lab_registry, local, REPOSITORY)
@@ -90,7 +90,7 @@ def main() -> int:
         for cap in args.registry_mbit:
             registry.limit_egress(reg, cap)
             for count in args.nodes:
-                names = [nodes.node_name(LAB, index) for index in range(1, count + 1)]
+                names = [lifecycle.node_name(LAB, index) for index in range(1, count + 1)]
                 runs: dict[str, list[dict]] = {"every node pulls": [], "fan-out": []}
                 for _ in range(args.repeat):
                     runs["every node pulls"].append(deliver(inventory, names, image, False, lab_registry))
@@ -107,7 +107,7 @@ def main() -> int:
                     )
     finally:
         if not args.keep:
-            nodes.down(LAB, inventory)
+            lifecycle.down(LAB, inventory)
     one_copy = min(row["registry_bytes"] for row in rows if row["nodes"] == min(args.nodes))
     for row in rows:
         row["registry_copies"] = row["registry_bytes"] / one_copy

@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from npufleet.api import run_playbook
-from npufleet.lab import image, nodes
+from npufleet.lab import lifecycle, node_base_image
 
 LAB = "npufleet-bench"
 
@@ -46,21 +46,21 @@ def main() -> int:
 
     client = docker.from_env()
     inventory = Path("/tmp") / f"{LAB}-hosts.yml"
-    nodes.down(LAB, inventory)
+    lifecycle.down(LAB, inventory)
     rows: list[dict] = []
 
     if not args.skip_cold:
-        tag = image.Recipe(flavour="bare").tag
-        if image.image_exists(client, tag):
+        tag = node_base_image.Recipe(flavour="bare").tag
+        if node_base_image.image_exists(client, tag):
             client.images.remove(tag)
-        seconds = timed(lambda: nodes.up(LAB, nodes=2, inventory=inventory))
+        seconds = timed(lambda: lifecycle.up(LAB, nodes=2, inventory=inventory))
         rows.append({"what": "lab up, 2 nodes, cold (image built)", "runs": 1, "median_s": seconds})
-        nodes.down(LAB, inventory)
+        lifecycle.down(LAB, inventory)
 
     warm = []
     for _ in range(args.repeat):
-        warm.append(timed(lambda: nodes.up(LAB, nodes=2, inventory=inventory)))
-        nodes.down(LAB, inventory)
+        warm.append(timed(lambda: lifecycle.up(LAB, nodes=2, inventory=inventory)))
+        lifecycle.down(LAB, inventory)
     rows.append(
         {
             "what": "lab up, 2 nodes, warm (image cached)",
@@ -70,7 +70,7 @@ def main() -> int:
     )
 
     for count in (2, 4):
-        nodes.up(LAB, nodes=count, inventory=inventory)
+        lifecycle.up(LAB, nodes=count, inventory=inventory)
         runs = [timed(lambda: preflight(inventory)) for _ in range(args.repeat)]
         rows.append(
             {
@@ -80,7 +80,7 @@ def main() -> int:
                 "all_s": runs,
             }
         )
-        nodes.down(LAB, inventory)
+        lifecycle.down(LAB, inventory)
 
     machine = results_io.machine() | {"docker": client.version().get("Version")}
     table = Table("measurement", "runs", "median s", title=f"on {machine['host']} ({machine['cpus']} CPUs)")

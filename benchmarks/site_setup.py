@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from npufleet.api import run_playbook
-from npufleet.lab import nodes
+from npufleet.lab import lifecycle
 
 LAB = "npufleet-bench-setup"
 STOCK = {
@@ -52,8 +52,8 @@ def main() -> int:
     inventory = Path("/tmp") / f"{LAB}-hosts.yml"
     rows = []
     for count in args.nodes:
-        nodes.down(LAB, inventory)
-        nodes.up(LAB, nodes=count, inventory=inventory, flavour="bare")
+        lifecycle.down(LAB, inventory)
+        lifecycle.up(LAB, nodes=count, inventory=inventory, flavour="bare")
         first, first_changed = site(inventory)
         tuned, stock = [], []
         for _ in range(args.repeat):
@@ -75,7 +75,7 @@ def main() -> int:
                 "stock_all_s": stock,
             }
         )
-        nodes.down(LAB, inventory)
+        lifecycle.down(LAB, inventory)
 
     machine = results_io.machine()
     table = Table(

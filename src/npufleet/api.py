@@ -3,7 +3,7 @@ typed result back.
 
     from npufleet import api
 
-    result = api.run("preflight", "inventories/lab/hosts.yml", timeout=600)
+    result = api.run("preflight", "inventories/lab/hosts.yml", timeout=600)  # default: no limit
     for host, counts in result.hosts.items():
         print(host, counts.ok, counts.changed, counts.failed, counts.unreachable)
     facts = result.module_results("npu_smi_info")  # what the project's modules returned
@@ -14,6 +14,12 @@ suppressed, a vault password is answered from memory (never on disk or argv), ex
 names look like secrets are refused, and ``cancel`` (a threading.Event or a callable) and
 ``timeout`` stop the run. Callbacks: ``on_event`` for each Ansible event, ``on_status`` for the
 run's status (starting, running, successful, failed, canceled, timeout).
+
+Time limits: the API sets none of its own. ``timeout`` (seconds, default None: no limit) stops the
+whole ansible-playbook run, and the run then ends with status "timeout". The stages keep their own
+limits as role variables with the roles' defaults (train waits up to ``train_timeout``, 86,400 s;
+serve, ``serve_start_timeout``; k8s, ``k8s_job_timeout``); a ``timeout`` below those stops the run
+first. Importing this module loads neither the lab nor the Docker SDK.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ from pathlib import Path
 
 import ansible_runner
 
-from npufleet.lab.nodes import project_root
+from npufleet.collection import project_root
 
 # The stages, each a playbook in playbooks/.
 STAGES = {
@@ -114,13 +120,44 @@ def _report_files(result: dict) -> list[str]:
     return []
 
 
-def run(stage: str, inventory: str | Path, **options) -> RunResult:
+def run(
+    stage: str,
+    inventory: str | Path,
+    *,
+    extravars: dict | None = None,
+    check: bool = False,
+    diff: bool = False,
+    limit: str | None = None,
+    tags: str | None = None,
+    on_event: Callable[[dict], None] | None = None,
+    env: dict[str, str] | None = None,
+    vault_password: str | None = None,
+    on_status: Callable[[str], None] | None = None,
+    cancel: threading.Event | Callable[[], bool] | None = None,
+    timeout: float | None = None,
+    artifacts: str | Path | None = None,
+) -> RunResult:
     """Run a stage (``STAGES``: site, preflight, node, image, container, train, serve, bench,
-    teardown, k8s) on ``inventory``; ``options`` are run_playbook's (extravars, vault_password,
-    check, diff, limit, tags, on_event, on_status, cancel, timeout, artifacts)."""
+    teardown, k8s) on ``inventory``. The options are ``run_playbook``'s; ``timeout`` (seconds) stops
+    the run, and its default, None, sets no limit (the roles' own limits still apply)."""
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}: choose one of {', '.join(STAGES)}")
-    return run_playbook(STAGES[stage], inventory, **options)
+    return run_playbook(
+        STAGES[stage],
+        inventory,
+        extravars=extravars,
+        check=check,
+        diff=diff,
+        limit=limit,
+        tags=tags,
+        on_event=on_event,
+        env=env,
+        vault_password=vault_password,
+        on_status=on_status,
+        cancel=cancel,
+        timeout=timeout,
+        artifacts=artifacts,
+    )
 
 
 # Names of secrets: passwords, secrets, API keys, and tokens (hf_token, token_file), but not token
@@ -157,8 +194,13 @@ def run_playbook(
     artifacts: str | Path | None = None,
 ) -> RunResult:
     """Run ``playbooks/<playbook>`` (or a playbook at an absolute path) on ``inventory``, and collect
-    what each host did and what the project's modules returned. ``artifacts``: the folder for this
-    run's private data dir (default: a new temporary folder); it is kept."""
+    what each host did and what the project's modules returned.
+
+    ``timeout``: seconds the whole run may take before ansible-runner stops it (status "timeout");
+    default None, no limit, so a stage runs as long as its roles allow (``train_timeout`` defaults
+    to 86,400 s). ``cancel``: a threading.Event or a callable, checked while the run goes; set or
+    true, the run stops (status "canceled"). ``artifacts``: the folder for this run's private data
+    dir (default: a new temporary folder); it is kept."""
     inventory = Path(inventory)
     secret_keys = sorted(key for key in extravars or {} if _SECRET_KEY.search(key))
     if secret_keys:
@@ -237,7 +279,8 @@ def run_playbook(
         passwords=passwords or None,
         quiet=True,
         suppress_env_files=True,
-        timeout=math.ceil(timeout) if timeout else int(os.environ.get("NPUFLEET_RUN_TIMEOUT", "3600")),
+        # None: no limit of the runner's own (suppress_env_files: no env/settings file sets one).
+        timeout=math.ceil(timeout) if timeout is not None else None,
     )
     stats = runner.stats or {}
     for key, attribute in (

@@ -38,3 +38,8 @@ def importable(root: Path | None = None) -> None:
     folder = str(collections_dir(root))
     if folder not in sys.path:
         sys.path.insert(0, folder)
+
+
+def default_inventory(root: Path | None = None) -> Path:
+    """The inventory commands use when given none: the one ``npufleet lab up`` writes."""
+    return (root or project_root()) / "inventories" / "lab" / "hosts.yml"

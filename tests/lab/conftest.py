@@ -10,7 +10,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from npufleet.lab import nodes
+from npufleet.lab import faults, lifecycle
 
 LAB = "npufleet-test"
 
@@ -37,17 +37,17 @@ def pytest_collection_modifyitems(items):
 def lab_inventory(tmp_path_factory):
     inventory = tmp_path_factory.mktemp("lab") / "hosts.yml"
     # Docker comes with these nodes: the 'held' fault starts a container inside one.
-    nodes.up(LAB, nodes=2, npus=8, chip="910B3", inventory=inventory, flavour="full")
+    lifecycle.up(LAB, nodes=2, npus=8, chip="910B3", inventory=inventory, flavour="full")
     yield inventory
-    nodes.down(LAB, inventory)
+    lifecycle.down(LAB, inventory)
 
 
 @pytest.fixture
 def clean_faults(lab_inventory):
     """Clears every fault on every node after the test, whatever it did."""
     yield lab_inventory
-    for node in nodes.status(LAB):
-        nodes.fault(LAB, node.name, "clear")
+    for node in lifecycle.status(LAB):
+        faults.fault(LAB, node.name, "clear")
 
 
 def node_exec(name: str, command: str) -> tuple[int, str]:

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from npufleet.api import run_playbook
-from npufleet.lab import nodes, registry
+from npufleet.lab import faults, registry
 from tests.lab.conftest import LAB, node_exec
 
 pytestmark = pytest.mark.lab
@@ -409,7 +409,7 @@ def test_npu_container_guards_refuse_before_starting(image_on_nodes, extravars, 
 
 
 def test_npu_container_refuses_a_device_another_container_holds(image_on_nodes, clean_faults):
-    nodes.fault(LAB, NODES[1], "held", npu=3)
+    faults.fault(LAB, NODES[1], "held", npu=3)
     result = run_playbook("container.yml", image_on_nodes, limit=NODES[1])
     assert not result.succeeded
     assert "/dev/davinci3 held by container npufleet-lab-holder-davinci3" in result.first_failure()

@@ -9,7 +9,7 @@ import docker
 import pytest
 
 from npufleet.api import run_playbook
-from npufleet.lab import image, nodes
+from npufleet.lab import faults, lifecycle, node_base_image
 from tests.lab.conftest import LAB, run_cli
 
 pytestmark = pytest.mark.lab
@@ -18,7 +18,7 @@ NODE = f"{LAB}-node2"
 
 
 def test_nodes_are_up_with_their_own_addresses(lab_inventory):
-    found = nodes.status(LAB)
+    found = lifecycle.status(LAB)
     assert [node.name for node in found] == [f"{LAB}-node1", f"{LAB}-node2"]
     assert all(node.status == "running" and node.npus == 8 for node in found)
     assert len({node.address for node in found}) == 2
@@ -28,11 +28,11 @@ def test_nodes_are_up_with_their_own_addresses(lab_inventory):
 
 def test_second_up_uses_the_cached_image_and_keeps_the_nodes(lab_inventory):
     client = docker.from_env()
-    before = {c.name: c.id for c in client.containers.list(filters={"label": f"{nodes.LABEL}={LAB}"})}
-    tag, built = image.build(client, image.Recipe(flavour="full"))
-    assert not built and image.image_exists(client, tag)
-    nodes.up(LAB, nodes=2, inventory=lab_inventory, flavour="full")
-    after = {c.name: c.id for c in client.containers.list(filters={"label": f"{nodes.LABEL}={LAB}"})}
+    before = {c.name: c.id for c in client.containers.list(filters={"label": f"{lifecycle.LABEL}={LAB}"})}
+    tag, built = node_base_image.build(client, node_base_image.Recipe(flavour="full"))
+    assert not built and node_base_image.image_exists(client, tag)
+    lifecycle.up(LAB, nodes=2, inventory=lab_inventory, flavour="full")
+    after = {c.name: c.id for c in client.containers.list(filters={"label": f"{lifecycle.LABEL}={LAB}"})}
     assert after == before
 
 
@@ -77,7 +77,7 @@ def test_preflight_refuses_bad_input(lab_inventory):
     ],
 )
 def test_each_fault_fails_preflight_with_its_message(clean_faults, fault, npu, value, expected):
-    nodes.fault(LAB, NODE, fault, npu, value)
+    faults.fault(LAB, NODE, fault, npu, value)
     result = run_playbook("preflight.yml", clean_faults)
     assert not result.succeeded
     failures = result.hosts[NODE].failures
@@ -89,7 +89,7 @@ def test_each_fault_fails_preflight_with_its_message(clean_faults, fault, npu, v
 
 
 def test_cli_check_exits_1_with_one_line_naming_the_node(clean_faults):
-    nodes.fault(LAB, NODE, "driver", value="22.0.0")
+    faults.fault(LAB, NODE, "driver", value="22.0.0")
     done = run_cli("check", "--inventory", str(clean_faults))
     assert done.returncode == 1
     assert (
@@ -124,18 +124,18 @@ def test_down_removes_everything_it_made_and_nothing_else(tmp_path):
     inventory = tmp_path / "hosts.yml"
     lab = "npufleet-test-down"
     try:
-        nodes.up(lab, nodes=1, npus=2, inventory=inventory)
+        lifecycle.up(lab, nodes=1, npus=2, inventory=inventory)
         assert inventory.exists()
-        removed = nodes.down(lab, inventory)
+        removed = lifecycle.down(lab, inventory)
         # The node and the lab's registry.
         assert removed["containers"] == [f"{lab}-node1", f"{lab}-registry"]
         assert removed["networks"] == [lab] and removed["volumes"] == [f"{lab}-node1-docker"]
-        label = {"label": f"{nodes.LABEL}={lab}"}
+        label = {"label": f"{lifecycle.LABEL}={lab}"}
         assert client.containers.list(all=True, filters=label) == []
         assert client.networks.list(filters=label) == []
         assert client.volumes.list(filters=label) == []
         assert not inventory.exists()
         assert client.volumes.get("npufleet-test-bystander")
     finally:
-        nodes.down(lab, inventory)
+        lifecycle.down(lab, inventory)
         bystander.remove()

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from npufleet.api import run_playbook
-from npufleet.lab import nodes
+from npufleet.lab import lifecycle
 from tests.lab.conftest import node_exec, run_cli
 
 pytestmark = pytest.mark.lab
@@ -28,7 +28,7 @@ TRAINING_ROOT = Path(__file__).resolve().parents[2] / "plugins" / "module_utils"
 def train_lab(tmp_path_factory):
     """Two full nodes with the training workload; the image and NPU container stages already run."""
     inventory = tmp_path_factory.mktemp("train-lab") / "hosts.yml"
-    nodes.up(
+    lifecycle.up(
         LAB, nodes=2, npus=8, inventory=inventory, flavour="full", with_registry=False, with_training=True
     )
     try:
@@ -39,7 +39,7 @@ def train_lab(tmp_path_factory):
     finally:
         # NPUFLEET_KEEP_LAB=1 keeps it for the next run while working on the tests.
         if not os.environ.get("NPUFLEET_KEEP_LAB"):
-            nodes.down(LAB, inventory)
+            lifecycle.down(LAB, inventory)
 
 
 @pytest.fixture

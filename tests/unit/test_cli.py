@@ -109,3 +109,66 @@ def test_endpoints_refuses_a_missing_or_broken_record(tmp_path):
     assert "is not a service record" in broken.stderr
     (tmp_path / "api-node1.json").write_text('{"url": "file:///etc/passwd"}')
     assert "is not http(s)" in run("endpoints", "--dir", str(tmp_path)).stderr
+
+
+def _ok(task: str, res: dict, host: str = "node1") -> dict:
+    return {"event": "runner_on_ok", "event_data": {"host": host, "task": task, "res": res}}
+
+
+def test_live_view_shows_the_progress_a_result_carries_whatever_the_task_is_named():
+    from npufleet.cli.live import LiveView  # noqa: PLC0415
+
+    view = LiveView("train.yml")
+    view.event({"event": "runner_on_start", "event_data": {"host": "node1", "task": "Wait for the ranks"}})
+    assert view.hosts["node1"]["task"] == "Wait for the ranks"
+    view.event(_ok("Any task at all", {"changed": False, "npufleet_progress": "rank 0: running, step 3/12"}))
+    assert view.hosts["node1"]["task"] == "rank 0: running, step 3/12"
+    # A task named as the train role's once was, without the key, is not progress.
+    view.event(_ok("Show progress", {"msg": "rank 0: running, step 4/12"}))
+    assert view.hosts["node1"]["task"] == "rank 0: running, step 3/12"
+    view.event(_ok("Multi-line", {"changed": True, "npufleet_progress": "step 5/12\n  loss 1.2"}))
+    assert view.hosts["node1"] | {} == {"task": "step 5/12 loss 1.2", "ok": 3, "changed": 1, "failed": 0,
+                                        "unreachable": 0}  # fmt: skip
+
+
+def test_bench_with_url_gives_the_entry_point_the_modules_options(monkeypatch, tmp_path):
+    """The --url path calls the collection's run_benchmark, the llm_benchmark action's entry point,
+    with options its argument spec accepts."""
+    from ansible_collections.npufleet.ascend.plugins.plugin_utils.bench import entry  # noqa: PLC0415
+
+    from npufleet.cli import bench, build_parser  # noqa: PLC0415
+
+    args = build_parser().parse_args(
+        ["bench", "--url", "http://127.0.0.1:9", "--model", "m", "--rate", "1,2", "--seed", "3",
+         "--slo-ttft-ms", "500", "--out", str(tmp_path)]
+    )  # fmt: skip
+    checked = entry.options(bench.benchmark_params(args))
+    assert (checked["rate"], checked["concurrency"], checked["seed"]) == ([1.0, 2.0], [], 3)
+    assert checked["slo"] == {"ttft_ms": 500.0} and checked["dest"] == str(tmp_path)
+    called = []
+
+    def fake_run_benchmark(params: dict) -> dict:
+        called.append(params)
+        (tmp_path / "bench.json").write_text('{"runs": []}')
+        (tmp_path / "bench.md").write_text("# bench\n")
+        files = {"json": str(tmp_path / "bench.json"), "markdown": str(tmp_path / "bench.md")}
+        return {"data": {"runs": [{"summary": {"completed": 1}}]}, "files": files}
+
+    monkeypatch.setattr(entry, "run_benchmark", fake_run_benchmark)
+    assert bench.cmd_bench(args) == 0
+    assert called == [bench.benchmark_params(args)]
+
+
+def test_bench_with_url_runs_the_load_and_writes_the_report(tmp_path):
+    from tests.unit.test_bench import synthetic_server  # noqa: PLC0415 -- its server helper
+
+    with synthetic_server(ttft_ms=1, itl_ms=1) as port:
+        done = run("bench", "--url", f"http://127.0.0.1:{port}", "--model", "tiny", "--concurrency", "2",
+                   "--requests", "4", "--warmup", "0", "--output-tokens", "4",
+                   "--out", str(tmp_path))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert f"report: {tmp_path / 'bench.md'} (bench.json, bench.png)" in " ".join(done.stderr.split())
+    assert json.loads((tmp_path / "bench.json").read_text())["runs"][0]["summary"]["completed"] == 4
+    missing = run("bench", "--url", "http://127.0.0.1:9")
+    assert missing.returncode == 2
+    assert "with --url, give --model and one of --concurrency or --rate" in missing.stderr

@@ -1,13 +1,20 @@
-"""Pure parts of the runner wrapper and the lab inventory: how failures read, what down may delete."""
+"""Pure parts of the runner wrapper and the lab inventory: how failures read, what down may delete,
+the time limits the API sets (none of its own), and what importing the API loads."""
 
 from __future__ import annotations
+
+import inspect
+import subprocess
+import sys
+from types import SimpleNamespace
 
 import pytest
 import yaml
 
 from npufleet import api as runner
 from npufleet.api import HostResult, RunResult, _failure, run_playbook
-from npufleet.lab import nodes
+from npufleet.lab import inventory as lab_inventory
+from npufleet.lab.lifecycle import Node
 
 
 def event(msg, task="Report the result of the preflight checks", host="node2"):
@@ -46,10 +53,10 @@ def test_first_failure_names_host_task_and_reason_or_the_output_tail():
 def test_inventory_names_every_node_and_the_lab_settings(tmp_path):
     path = tmp_path / "hosts.yml"
     found = [
-        nodes.Node("lab-node1", "10.0.0.2", "running", 8),
-        nodes.Node("lab-node2", "10.0.0.3", "running", 8),
+        Node("lab-node1", "10.0.0.2", "running", 8),
+        Node("lab-node2", "10.0.0.3", "running", 8),
     ]
-    nodes.write_inventory(found, path, "lab", 8, "910B3")
+    lab_inventory.write_inventory(found, path, "lab", 8, "910B3")
     data = yaml.safe_load(path.read_text())
     hosts = data["all"]["children"]["npu_nodes"]["hosts"]
     assert hosts == {
@@ -62,12 +69,12 @@ def test_inventory_names_every_node_and_the_lab_settings(tmp_path):
 
 def test_down_only_deletes_an_inventory_this_lab_wrote(tmp_path):
     ours, other_lab, hand_written = tmp_path / "a.yml", tmp_path / "b.yml", tmp_path / "c.yml"
-    nodes.write_inventory([], ours, "lab", 8, "910B3")
-    nodes.write_inventory([], other_lab, "another", 8, "910B3")
+    lab_inventory.write_inventory([], ours, "lab", 8, "910B3")
+    lab_inventory.write_inventory([], other_lab, "another", 8, "910B3")
     hand_written.write_text("all:\n  hosts: {}\n")
-    assert nodes._written_by_lab(ours, "lab")
-    assert not nodes._written_by_lab(other_lab, "lab")
-    assert not nodes._written_by_lab(hand_written, "lab")
+    assert lab_inventory.written_by_lab(ours, "lab")
+    assert not lab_inventory.written_by_lab(other_lab, "lab")
+    assert not lab_inventory.written_by_lab(hand_written, "lab")
 
 
 def test_secrets_are_refused_as_extra_vars(tmp_path):
@@ -87,3 +94,67 @@ def test_secrets_are_refused_as_extra_vars(tmp_path):
 )  # fmt: skip
 def test_secret_names_and_token_counts(key, secret):
     assert bool(runner._SECRET_KEY.search(key)) is secret
+
+
+def test_importing_the_api_loads_neither_the_lab_nor_docker():
+    code = (
+        "import sys, npufleet.api; "
+        'assert "docker" not in sys.modules, "docker"; '
+        'lab = [m for m in sys.modules if m.startswith("npufleet.lab")]; '
+        "assert not lab, lab"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+
+
+class _Runner:
+    """What run_playbook reads of ansible-runner's Runner."""
+
+    def __init__(self, artifact_dir):
+        self.stats = {"ok": {"node1": 1}}
+        self.rc, self.status = 0, "successful"
+        self.config = SimpleNamespace(artifact_dir=str(artifact_dir))
+
+
+@pytest.fixture
+def runner_calls(monkeypatch, tmp_path):
+    """ansible_runner.run replaced (monkeypatch restores it): the keyword arguments of each call."""
+    calls = []
+
+    def fake_run(**kwargs):
+        calls.append(kwargs)
+        return _Runner(tmp_path)
+
+    monkeypatch.setattr(runner.ansible_runner, "run", fake_run)
+    (tmp_path / "hosts.yml").write_text("all: {}\n")
+    return calls, tmp_path / "hosts.yml"
+
+
+def test_no_time_limit_unless_one_is_given(runner_calls, monkeypatch):
+    calls, inventory = runner_calls
+    # The old hidden cap's variable changes nothing any more.
+    monkeypatch.setenv("NPUFLEET_RUN_TIMEOUT", "5")
+    assert run_playbook("preflight.yml", inventory).succeeded
+    assert runner.run("preflight", inventory).succeeded
+    assert [call["timeout"] for call in calls] == [None, None]
+    run_playbook("preflight.yml", inventory, timeout=90000.5)
+    runner.run("train", inventory, timeout=7200)
+    assert [call["timeout"] for call in calls[2:]] == [90001, 7200]
+    with pytest.raises(ValueError, match="timeout must be above 0 seconds"):
+        run_playbook("preflight.yml", inventory, timeout=0)
+
+
+def test_every_timeout_is_a_documented_argument_with_no_limit_by_default():
+    for function in (runner.run, runner.run_playbook):
+        parameter = inspect.signature(function).parameters["timeout"]
+        assert parameter.kind is inspect.Parameter.KEYWORD_ONLY and parameter.default is None
+        assert "timeout" in function.__doc__ and "no limit" in " ".join(function.__doc__.split())
+    # No **options to hide one in: run() takes what run_playbook() takes.
+    assert (
+        list(inspect.signature(runner.run).parameters)[2:]
+        == list(inspect.signature(runner.run_playbook).parameters)[2:]
+    )
+
+
+def test_project_modules_are_the_collections_modules():
+    assert {"npu_smi_info", "llm_benchmark"} <= runner.project_modules()

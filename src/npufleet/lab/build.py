@@ -15,7 +15,7 @@ from pathlib import Path
 
 import docker
 
-from . import image
+from . import node_base_image
 from .containers import LabError
 
 log = logging.getLogger(__name__)
@@ -120,7 +120,7 @@ def venv_image(
     """
     script = _venv_script(requirements, venv)
     tag = _venv_tag(base, repository, requirements, venv)
-    if image.image_exists(client, tag):
+    if node_base_image.image_exists(client, tag):
         return tag
     wheels = wheelhouse()
     log.info("building %s: %s", what, tag)

@@ -8,6 +8,7 @@ import tarfile
 import time
 
 import docker
+import docker.errors
 
 LABEL = "npufleet.lab"
 BOOT_TIMEOUT_S = 90
@@ -15,6 +16,20 @@ BOOT_TIMEOUT_S = 90
 
 class LabError(RuntimeError):
     """Something the user can fix: the message says what."""
+
+
+def engine() -> docker.DockerClient:
+    """The local Docker engine, or a LabError that says how to start one."""
+    try:
+        # Builds and saves of the training image stay silent for minutes: allow long reads.
+        client = docker.from_env(timeout=1800)
+        client.ping()
+    except docker.errors.DockerException as error:
+        raise LabError(
+            "no Docker engine answers: start one (make setup starts dockerd on Debian/Ubuntu) "
+            f"and retry ({error})"
+        ) from error
+    return client
 
 
 def exec_in(container, cmd: list[str], check: bool = True) -> tuple[int, str]:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import docker
 import docker.errors
 
-from npufleet.lab import image
+from npufleet.lab import node_base_image
 from npufleet.lab.containers import LABEL, LabError, exec_in, put_file, run_systemd_container, wait_booted
 
 log = logging.getLogger(__name__)
@@ -95,6 +95,11 @@ class Registry:
     def push_endpoint(self) -> str:
         return f"127.0.0.1:{self.host_port}"
 
+    @property
+    def insecure_endpoints(self) -> list[str]:
+        """The endpoints a node's container engine must reach over plain HTTP (both of them)."""
+        return [self.open_endpoint, self.auth_endpoint]
+
 
 def registry_name(lab: str) -> str:
     return f"{lab}-registry"
@@ -124,7 +129,7 @@ def ensure(client: docker.DockerClient, lab: str, network: str) -> Registry:
         _wait_healthy(container)
         return _describe(container, network)
     name = registry_name(lab)
-    tag, _ = image.build(client, image.Recipe(flavour="registry"))
+    tag, _ = node_base_image.build(client, node_base_image.Recipe(flavour="registry"))
     container = run_systemd_container(
         client,
         tag,
@@ -221,11 +226,11 @@ CMD ["/bin/bash"]
 
 def build_workload(client: docker.DockerClient, extra_dockerfile: str = "") -> str:
     """The lab's workload image, built from the node base image; the tag is a hash of its recipe."""
-    base, _ = image.build(client, image.Recipe(flavour="bare"))
+    base, _ = node_base_image.build(client, node_base_image.Recipe(flavour="bare"))
     dockerfile = _WORKLOAD_DOCKERFILE.format(base=base) + extra_dockerfile
     version = "lab-" + hashlib.sha256(dockerfile.encode()).hexdigest()[:12]
     tag = f"npufleet-lab/workload:{version}"
-    if not image.image_exists(client, tag):
+    if not node_base_image.image_exists(client, tag):
         log.info("building the workload image %s", tag)
         client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=tag, rm=True, forcerm=True)
         _remove_stale_workloads(client, base)
@@ -240,7 +245,7 @@ def _remove_stale_workloads(client: docker.DockerClient, base: str) -> None:
                 client.images.remove(old.id, force=True)
             except docker.errors.APIError as error:
                 log.info("kept old workload image %s: %s", old.tags, error.explanation)
-    image.remove_stale(client, keep=base)
+    node_base_image.remove_stale(client, keep=base)
 
 
 def push(client: docker.DockerClient, registry: Registry, local_tag: str, repository: str) -> tuple[str, str]:

@@ -1,4 +1,5 @@
-"""The lab's training workload: LLaMA-Factory on the CPU, a tiny model and small datasets.
+"""The lab's training workload image (LLaMA-Factory on the CPU in a venv), and the tiny model and
+small datasets generated in it. Nothing here trains: the train role does, on the nodes.
 
 Everything is made here, with no model hub: a wheelhouse downloaded once on the host (installed in
 the image with no index), an image built from the lab's workload image, the image saved as an
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import docker
 
-from . import build, image, registry
+from . import build, node_base_image, registry
 from .containers import LabError
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,7 @@ REQUIREMENTS = ("llamafactory==0.9.3", "torch==2.13.0", "pyarrow<20")
 REPOSITORY = "npufleet-lab/llamafactory"
 VENV = "/opt/llamafactory"
 SHARED_MOUNT = "/mnt/sfs_turbo"
-GENERATOR = image.FILES / "make_lab_model.py"
+GENERATOR = node_base_image.FILES / "make_lab_model.py"
 
 
 def cache_dir() -> Path:

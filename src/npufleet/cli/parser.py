@@ -1,0 +1,164 @@
+"""The command line's parser: every command, its options and its help."""
+
+from __future__ import annotations
+
+import argparse
+
+from npufleet import __version__
+from npufleet.api import STAGES
+from npufleet.cli import bench as bench_commands
+from npufleet.cli import lab as lab_commands
+from npufleet.cli import reports, stages
+from npufleet.lab import faults, lifecycle
+
+DEFAULT_LAB = "npufleet-lab"
+
+# The commands that run a stage (npufleet.api.STAGES) as it is: command, stage, help.
+STAGE_COMMANDS = (
+    ("up", "site", "run the main job: preflight, node setup, image, NPU container, training, serving"),
+    ("check", "preflight", "run the preflight checks only"),
+    ("train", "train", "train on the NPU containers and write the report"),
+    ("serve", "serve", "serve a model from the NPU containers behind health gates"),
+    ("down", "teardown", "stop what npufleet started on the nodes (processes, NPU container)"),
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="npufleet",
+        description="Bring up LLM training and inference on Ascend NPU servers, or on a simulated lab.",
+        epilog="Exit codes: 0 ok, 1 a step failed, 2 bad usage or input, 3 missing engine or tool, "
+        "4 a play ran past --timeout, 130 interrupted.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--json", action="store_true", help="print machine-readable JSON on stdout")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what the lab does")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    lab = sub.add_parser("lab", help="simulated Ascend nodes on the local Docker engine")
+    lab_sub = lab.add_subparsers(dest="action", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--lab", default=DEFAULT_LAB, help="lab name, prefix of every object it creates")
+    where = argparse.ArgumentParser(add_help=False)
+    where.add_argument("--inventory", help="the lab's inventory file (default inventories/lab/hosts.yml)")
+
+    up = lab_sub.add_parser("up", parents=[common, where], help="start the nodes (builds the image once)")
+    up.add_argument("--nodes", type=int, default=2, help="number of nodes (default 2)")
+    up.add_argument("--npus", type=int, default=8, help="simulated NPUs per node (default 8)")
+    up.add_argument("--chip", default="910B3", help="chip type npu-smi reports (default 910B3)")
+    up.add_argument(
+        "--flavour",
+        default="bare",
+        choices=lifecycle.FLAVOURS,
+        help="bare: a fresh server, site.yml installs Docker (default); full: Docker already installed",
+    )
+    up.add_argument(
+        "--no-registry",
+        dest="registry",
+        action="store_false",
+        help="skip the lab registry and its workload image (the image stage then needs your own)",
+    )
+    up.add_argument(
+        "--workload",
+        default="training",
+        choices=("training", "base"),
+        help="training: build the LLaMA-Factory CPU image, a tiny model and datasets, and point the image"
+        " and train stages at them (default); base: only the small workload image in the lab registry",
+    )
+    lab_sub.add_parser("status", parents=[common], help="list the nodes")
+    down = lab_sub.add_parser("down", parents=[common, where], help="remove everything the lab made")
+    down.add_argument("--purge", action="store_true", help="also remove the cached node images")
+    for action in (up, lab_sub.choices["status"], down):
+        action.set_defaults(func=lab_commands.cmd_lab)
+
+    fault = lab_sub.add_parser(
+        "fault",
+        parents=[common],
+        help="inject a fault into a node (or clear them)",
+        description=(
+            "unhealthy: a chip's health (--value, default Alarm); busy: a process on an NPU; held: a "
+            "container inside the node holds /dev/davinciN; driver: another driver version; npus: fewer "
+            "NPUs; disk: a small work dir (--value MiB); error: npu-smi fails; clear: undo every fault."
+        ),
+    )
+    fault.add_argument("node", help="node name, as 'npufleet lab status' lists it")
+    fault.add_argument("kind", choices=faults.FAULTS)
+    fault.add_argument("--npu", type=int, default=0, help="NPU id for unhealthy, busy and held (default 0)")
+    fault.add_argument("--value", help="health word, driver version, NPU count, MiB of disk, or error text")
+    fault.set_defaults(func=lab_commands.cmd_fault)
+
+    options = argparse.ArgumentParser(add_help=False)
+    options.add_argument("-i", "--inventory", help="inventory (default: the lab's inventories/lab/hosts.yml)")
+    options.add_argument("-l", "--limit", help="only these hosts (Ansible pattern)")
+    options.add_argument("-t", "--tags", help="only tasks with these tags")
+    options.add_argument("-e", "--extra-var", dest="extra_vars", action="append", metavar="KEY=VALUE")
+    options.add_argument("--check", action="store_true", help="Ansible check mode: report, change nothing")
+    options.add_argument("--diff", action="store_true", help="show what files would change (with --check)")
+    options.add_argument(
+        "--timeout", type=float, help="stop the play after this many seconds (exit 4; default: no limit)"
+    )
+    vault = options.add_mutually_exclusive_group()
+    vault.add_argument("--vault-password-file", help="file holding the Ansible Vault password")
+    vault.add_argument("--ask-vault-pass", action="store_true", help="prompt for the Vault password")
+
+    for name, stage, text in STAGE_COMMANDS:
+        run = sub.add_parser(name, help=text, parents=[options])
+        run.set_defaults(func=stages.cmd_stage, playbook=STAGES[stage])
+        if name == "down":
+            run.add_argument("--images", action="store_true", help="also remove the workload image")
+            run.add_argument("--work-dir", action="store_true", help="also delete the work dir on the nodes")
+            run.add_argument(
+                "--system-settings",
+                action="store_true",
+                help="also remove the metadata guard and the ip_forward sysctl file",
+            )
+            run.set_defaults(func=stages.cmd_down)
+    endpoints = sub.add_parser(
+        "endpoints",
+        help="where the served models answer (URL, model, a curl line to try)",
+        description="Reads the records the serve role writes for each service that passed its health"
+        " gates, asks each for /v1/models, and prints a request to try. Exit 1 when none answers.",
+    )
+    endpoints.add_argument("--dir", help="records folder (default reports/serve in the checkout)")
+    endpoints.set_defaults(func=reports.cmd_endpoints)
+    report = sub.add_parser("report", help="print a training report (the latest run by default)")
+    report.add_argument("run", nargs="?", help="run name (train_name); default: the latest report")
+    report.add_argument("--dir", help="reports folder (default reports/train in the checkout)")
+    report.set_defaults(func=reports.cmd_report)
+
+    bench = sub.add_parser(
+        "bench",
+        parents=[options],
+        help="benchmark an OpenAI-compatible server (TTFT, TPOT, ITL, throughput)",
+        description="With --url and --model: the load generator, from here. Without --url: bench.yml, "
+        "the served model of the inventory (-i), with the load options given here.",
+    )
+    bench.add_argument("--url", help="server base URL, for example http://127.0.0.1:8000")
+    bench.add_argument("--model", help="model name the server serves (with --url)")
+    bench.add_argument("--endpoint", choices=("chat", "completions"), default="chat")
+    bench.add_argument("--no-stream", action="store_true", help="ask for whole answers (TTFT = E2E)")
+    load = bench.add_mutually_exclusive_group()
+    load.add_argument("--concurrency", help="requests in flight, or a sweep: 1,4,16,64")
+    load.add_argument("--rate", help="requests per second, or a sweep: 1,2,4")
+    bench.add_argument("--arrival", choices=("poisson", "constant"), default="poisson", help="with --rate")
+    bench.add_argument("--max-concurrency", type=int, help="with --rate: at most this many in flight")
+    bench.add_argument("--requests", type=int, default=100, help="requests per level (default 100)")
+    bench.add_argument("--input-tokens", type=int, default=128, help="synthetic prompt length (words)")
+    bench.add_argument("--output-tokens", type=int, default=128, help="max_tokens of each request")
+    bench.add_argument("--no-ignore-eos", action="store_true", help="let the model stop before max_tokens")
+    bench.add_argument("--dataset", help="JSONL file of prompts ('prompt' or 'messages', 'max_tokens')")
+    bench.add_argument("--image", help="send this image (base64) with --text: multimodal chat requests")
+    bench.add_argument("--text", default="What is in the image?", help="the text beside --image")
+    bench.add_argument(
+        "--stop-token-ids", type=int, nargs="+", help="stop_token_ids (InternVL: 0 92543 92542)"
+    )
+    bench.add_argument("--warmup", type=int, default=2, help="requests sent first and not counted")
+    bench.add_argument("--seed", type=int, default=0)
+    bench.add_argument("--request-timeout", dest="timeout_per_request", type=float, default=600,
+                       help="seconds one request may take")  # fmt: skip
+    bench.add_argument("--slo-ttft-ms", type=float, help="goodput: TTFT at most this")
+    bench.add_argument("--slo-tpot-ms", type=float, help="goodput: TPOT at most this")
+    bench.add_argument("--slo-e2e-ms", type=float, help="goodput: E2E latency at most this")
+    bench.add_argument("--out", help="report folder (default reports/bench/latest)")
+    bench.set_defaults(func=bench_commands.cmd_bench)
+    return parser

@@ -1,0 +1,95 @@
+"""``npufleet report`` and ``npufleet endpoints``: what the train and serve roles left on the controller."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from npufleet.cli.output import EXIT_FAILED, print_json
+from npufleet.collection import project_root
+
+
+def reports_dir() -> Path:
+    return project_root() / "reports" / "train"
+
+
+def serve_records_dir() -> Path:
+    return project_root() / "reports" / "serve"
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Print a training report written by the train role (the latest run by default)."""
+    folder = Path(args.dir) if args.dir else reports_dir()
+    runs = sorted(
+        (path.parent for path in folder.glob("*/report.json")), key=lambda path: path.stat().st_mtime
+    )
+    if args.run:
+        chosen = folder / args.run
+        if not (chosen / "report.json").is_file():
+            known = ", ".join(path.name for path in runs) or "none"
+            raise ValueError(f"no report for run {args.run!r} in {folder} (runs with a report: {known})")
+    elif runs:
+        chosen = runs[-1]
+    else:
+        raise ValueError(f"no training report in {folder}: run 'npufleet train' (or 'npufleet up') first")
+    if args.json:
+        print((chosen / "report.json").read_text(encoding="utf-8"))
+    else:
+        print((chosen / "report.md").read_text(encoding="utf-8"), end="")
+        print(f"\n(report: {chosen / 'report.md'}; loss plot: {chosen / 'loss.png'})")
+    return 0
+
+
+def _answers(url: str, timeout: float = 3.0) -> str:
+    """What ``GET {url}/models`` says: "yes", or why not (servers with an API key answer 401)."""
+    try:
+        with urllib.request.urlopen(f"{url}/models", timeout=timeout) as response:
+            return "yes" if response.status == 200 else f"HTTP {response.status}"
+    except urllib.error.HTTPError as error:
+        return f"HTTP {error.code}"
+    except (urllib.error.URLError, OSError) as error:
+        return f"no ({getattr(error, 'reason', error)})"
+
+
+def cmd_endpoints(args: argparse.Namespace) -> int:
+    """Where each served model answers (the records the serve role wrote), and a request to try."""
+    folder = Path(args.dir) if args.dir else serve_records_dir()
+    records = []
+    for path in sorted(folder.glob("*.json")):
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+            url = str(record["url"]).rstrip("/")
+        except (ValueError, KeyError, TypeError) as error:
+            raise ValueError(
+                f"{path} is not a service record ({error}): delete it, then run 'npufleet serve'"
+            ) from None
+        if not url.startswith(("http://", "https://")):
+            raise ValueError(f"{path}: url {url!r} is not http(s): delete it, then run 'npufleet serve'")
+        records.append(record | {"url": url, "answers": _answers(url)})
+    if not records:
+        raise ValueError(
+            f"no served model is recorded in {folder}: run 'npufleet serve' (or 'npufleet up') first"
+        )
+    if args.json:
+        print_json(records)
+    else:
+        # Lines, not a table: URLs and the curl line must stay whole on a narrow or piped terminal.
+        for record in records:
+            where = f"{record.get('name', '?')} on {record.get('host', '?')} ({record.get('engine', '?')})"
+            print(
+                f"{where}: model {record.get('model', '?')} at {record['url']}, answers: {record['answers']}"
+            )
+        first = next((record for record in records if record["answers"] == "yes"), records[0])
+        body = json.dumps(
+            {
+                "model": first.get("model", ""),
+                "messages": [{"role": "user", "content": "Hello!"}],
+                "max_tokens": 32,
+            }
+        )
+        print("try it:")
+        print(f"  curl -s {first['url']}/chat/completions -H 'Content-Type: application/json' -d '{body}'")
+    return 0 if any(record["answers"] == "yes" for record in records) else EXIT_FAILED

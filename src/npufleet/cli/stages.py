@@ -1,0 +1,124 @@
+"""The commands that run a stage's playbook through the API: up, check, train, serve, down (and
+bench without --url): the options they share, the live view while it runs, the summary after."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import signal
+import threading
+from pathlib import Path
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from npufleet.api import run_playbook
+from npufleet.cli.live import LiveView
+from npufleet.cli.output import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_TIMEOUT, console, print_json
+from npufleet.collection import default_inventory
+
+
+def extra_vars(items: list[str] | None) -> dict:
+    extravars = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--extra-var {item!r} is not KEY=VALUE")
+        extravars[key] = value
+    return extravars
+
+
+def vault_password(args: argparse.Namespace) -> str | None:
+    """From --vault-password-file (read here, passed in memory) or a prompt (--ask-vault-pass)."""
+    if getattr(args, "vault_password_file", None):
+        path = Path(args.vault_password_file)
+        if not path.is_file():
+            raise ValueError(f"--vault-password-file {path} does not exist")
+        return path.read_text(encoding="utf-8").strip()
+    if getattr(args, "ask_vault_pass", False):
+        return getpass.getpass("Vault password: ")
+    return None
+
+
+def run_stage(
+    playbook: str, args: argparse.Namespace, extravars: dict | None = None, print_reports: bool = False
+) -> int:
+    """Run ``playbook`` with the CLI's options; ``print_reports`` prints the Markdown reports it wrote."""
+    inventory = Path(args.inventory) if args.inventory else default_inventory()
+    extravars = extra_vars(args.extra_vars) | (extravars or {})
+    password = vault_password(args)  # prompted for before the live view takes the terminal
+    view = LiveView(playbook)
+    # Ctrl-C cancels the run through ansible-runner (which stops ansible-playbook), then exits 130.
+    cancelled = threading.Event()
+    previous = signal.signal(signal.SIGINT, lambda *_: cancelled.set())
+    try:
+        with Live(view, console=console, refresh_per_second=4, transient=True, redirect_stdout=False) as live:
+
+            def show(event: dict) -> None:
+                view.event(event)
+                if not args.json:
+                    live.refresh()
+
+            result = run_playbook(
+                playbook,
+                inventory,
+                extravars=extravars,
+                check=args.check,
+                diff=args.diff,
+                limit=args.limit,
+                tags=args.tags,
+                on_event=show,
+                vault_password=password,
+                timeout=args.timeout,
+                cancel=cancelled,
+            )
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if args.json:
+        print_json(
+            {
+                "playbook": playbook,
+                "status": result.status,
+                "rc": result.rc,
+                "hosts": result.hosts,
+                "artifact_dir": result.artifact_dir,
+                "reports": result.reports,
+                "results": result.results,
+            }
+        )
+    else:
+        table = Table("host", "ok", "changed", "failed", "unreachable", "skipped")
+        for host, res in sorted(result.hosts.items()):
+            table.add_row(
+                host, str(res.ok), str(res.changed), str(res.failed), str(res.unreachable), str(res.skipped)
+            )
+        Console().print(table)
+        if args.check:
+            for host, res in sorted(result.hosts.items()):
+                for task in res.changed_tasks:
+                    console.print(f"would change on {host}: {task}", highlight=False)
+        if print_reports:
+            for path in result.reports:
+                if path.endswith(".md") and Path(path).is_file():
+                    print(Path(path).read_text(encoding="utf-8").rstrip("\n"), flush=True)
+        for path in result.reports:
+            console.print(f"report: {path}", highlight=False)
+    if not result.succeeded:
+        console.print(f"[red]npufleet: {result.first_failure()}[/red]", highlight=False)
+        if result.status == "canceled":
+            return EXIT_INTERRUPTED
+        return EXIT_TIMEOUT if result.status == "timeout" else EXIT_FAILED
+    console.print(f"npufleet: {playbook} succeeded on {len(result.hosts)} host(s)")
+    return 0
+
+
+def cmd_stage(args: argparse.Namespace) -> int:
+    """up, check, train, serve: the stage's playbook, as it is."""
+    return run_stage(args.playbook, args)
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    flags = {"teardown_images": args.images, "teardown_work_dir": args.work_dir,
+             "teardown_system_settings": args.system_settings}  # fmt: skip
+    return run_stage(args.playbook, args, {key: True for key, value in flags.items() if value})

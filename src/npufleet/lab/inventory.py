@@ -1,0 +1,144 @@
+"""The lab's inventory file: its nodes, and the role variables that differ from a real fleet's.
+
+Every role variable the lab sets is here, and only here: the preflight limits for nodes that share
+the host's disk, the image stage pointed at the lab registry or the shared volume's archive, and
+the train and serve stages on the CPU workload.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import yaml
+
+from npufleet.collection import default_inventory
+from npufleet.lab import registry, workload_image
+
+if TYPE_CHECKING:
+    from npufleet.lab.lifecycle import Node
+
+__all__ = ["default_inventory", "write_inventory", "written_by_lab"]
+
+_MARKER = "# Written by 'npufleet lab up'"
+
+
+class _IndentedDumper(yaml.SafeDumper):
+    """Indents list items under their key, as yamllint (and ansible-lint) expect."""
+
+    def increase_indent(self, flow: bool = False, indentless: bool = False):
+        return super().increase_indent(flow, False)
+
+
+def written_by_lab(path: Path, lab: str) -> bool:
+    """Whether ``path`` is the inventory ``npufleet lab up`` wrote for ``lab`` (what down may delete)."""
+    return path.read_text(encoding="utf-8").startswith(f"{_MARKER} for lab {lab}")
+
+
+def write_inventory(
+    nodes: list[Node],
+    path: Path,
+    lab: str,
+    npus: int,
+    chip: str,
+    *,
+    workload: dict | None = None,
+    training: dict | None = None,
+) -> None:
+    """Write the inventory of ``nodes``; ``workload`` (the lab registry's image) and ``training``
+    (the CPU training image, model and datasets) add the variables that point the stages at them."""
+    hosts = {node.name: {"ansible_host": node.name, "npufleet_node_address": node.address} for node in nodes}
+    content = {
+        "all": {
+            "children": {"npu_nodes": {"hosts": hosts}},
+            "vars": {
+                "ansible_connection": "community.docker.docker",
+                "ansible_python_interpreter": "/usr/bin/python3",
+                "npufleet_lab": lab,
+                "preflight_npu_count": npus,
+                "preflight_chip": chip,
+                # Lab nodes share the host's disk; real nodes keep the role's defaults.
+                "preflight_docker_min_free_gib": 5,
+                "preflight_work_dir_min_free_gib": 1,
+                # Lab images carry apt's lists and the packages the roles install: no network needed.
+                "docker_apt_update_cache": False,
+                "git_lfs_apt_update_cache": False,
+            },
+        }
+    }
+    if workload is not None:
+        content["all"]["vars"] |= _registry_vars(workload)
+    if training is not None:
+        content["all"]["vars"] |= _training_vars(training)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = yaml.dump(content, Dumper=_IndentedDumper, sort_keys=False, default_flow_style=False)
+    path.write_text(
+        f"{_MARKER} for lab {lab}; 'npufleet lab down' removes it.\n---\n{text}", encoding="utf-8"
+    )
+
+
+def _registry_vars(workload: dict) -> dict:
+    """The image stage on the workload image in the lab registry."""
+    lab_registry: registry.Registry = workload["registry"]
+    return {
+        "npufleet_lab_registry": lab_registry.open_endpoint,
+        "npufleet_lab_registry_auth": lab_registry.auth_endpoint,
+        "docker_insecure_registries": lab_registry.insecure_endpoints,
+        # The image stage pulls the lab's workload image; containerd pulls it over plain HTTP.
+        "image_name": f"{lab_registry.open_endpoint}/{registry.WORKLOAD_REPOSITORY}",
+        "image_tag": workload["version"],
+        "image_digest": workload["digest"],
+        "image_registry_plain_http": True,
+        "image_min_free_gib": 2,
+    }
+
+
+def _training_vars(workload: dict) -> dict:
+    """The image and train stages on the lab's CPU workload: only these variables differ from a real
+    fleet's (one process per node instead of 8 NPUs, the CPU instead of the NPU)."""
+    shared = workload_image.shared_dir()
+    archive = workload_image.SHARED_MOUNT + "/" + str(workload["archive"].relative_to(shared))
+    model = workload_image.SHARED_MOUNT + "/" + str(workload["assets"]["model"].relative_to(shared))
+    name, _, tag = workload["tag"].partition(":")
+    return {
+        # The image comes offline from the shared volume, as on pools without internet.
+        "image_name": name,
+        "image_tag": tag,
+        "image_digest": "",
+        "image_source": "archive",
+        "image_archive_path": archive,
+        "image_min_free_gib": 2,
+        # Weights from the shared volume (on the node), data from the controller.
+        "train_assets": [
+            {"name": "tiny Qwen2 model", "path": model, "dest": "models/tiny-qwen2"},
+            {"name": "lab datasets", "src": str(workload["assets"]["datasets"]), "dest": "data/lab"},
+        ],
+        "train_model_path": "/workspace/models/tiny-qwen2",
+        "train_template": "qwen",
+        "train_dataset": "lab_sft",
+        "train_dataset_dir": "/workspace/data/lab",
+        "train_npus_per_node": 1,
+        "train_cutoff_len": 128,
+        "train_per_device_batch_size": 4,
+        "train_gradient_accumulation_steps": 1,
+        "train_learning_rate": 0.005,
+        "train_epochs": 12,
+        "train_extra_config": {"use_cpu": True},
+        # Two CPUs are shared by every rank: one thread each keeps them from fighting.
+        "train_env": {"OMP_NUM_THREADS": "1"},
+        "train_poll_seconds": 10,
+        "train_stall_timeout": 300,
+        "train_timeout": 3600,
+        # Serving: LLaMA-Factory's OpenAI API on the CPU, the tiny model with the adapter site.yml trains.
+        "serve_engine": "llamafactory",
+        "serve_model_path": "/workspace/models/tiny-qwen2",
+        "serve_template": "qwen",
+        "serve_adapter_path": "/workspace/output/sft",
+        "serve_served_model_name": "tiny-qwen2-sft",
+        # The adapter trained on both nodes lives on the first (rank 0 writes it).
+        "serve_nodes": 1,
+        "serve_npus": 1,
+        "serve_tensor_parallel_size": 1,
+        "serve_max_model_len": 512,
+        "serve_start_timeout": 300,
+    }
