@@ -1,7 +1,9 @@
 # Copyright: npufleet contributors
 # Apache License 2.0
 """`vllm bench serve` inside the serving container: its command line, and its result JSON
-normalized into the summary npufleet's own load generator writes (times in milliseconds)."""
+normalized into the summary npufleet's own load generator writes (times in milliseconds).
+
+Runs on the node (Python 3.8 and later): no dict merge operator, no newer syntax outside annotations."""
 
 from __future__ import annotations
 
@@ -47,7 +49,7 @@ def _stats(result: dict, metric: str) -> dict:
             stats[ours] = float(result[key])
     if not stats:
         return {"count": 0}
-    return {"count": int(result.get("completed", 0))} | stats
+    return dict({"count": int(result.get("completed", 0))}, **stats)
 
 
 def normalize(result: dict) -> dict:

@@ -8,12 +8,15 @@ DOCUMENTATION = r"""
 module: llm_benchmark
 short_description: Benchmark an OpenAI-compatible LLM server and write the report
 description:
-  - With O(backend=npufleet), runs npufleet's load generator (C(npufleet.bench), also C(npufleet bench))
-    where the task runs, normally the controller (with C(delegate_to) localhost, whose Python has
-    npufleet installed), against O(url); writes C(bench.json), C(bench.md) and C(bench.png) into O(dest).
-  - With O(backend=vllm), runs C(vllm bench serve) inside O(container) on the node (the serving
-    container has vLLM) for each level, and normalizes its results into the same report, to
-    cross-check the two.
+  - With O(backend=npufleet), the collection's load generator (C(plugins/plugin_utils/bench), also
+    C(npufleet bench)) runs on the controller, in this module's action plugin, against O(url), and writes
+    C(bench.json), C(bench.md) and C(bench.png) into O(dest) on the controller. Nothing runs on the
+    node, so no C(delegate_to) is needed; the controller's Python needs aiohttp and matplotlib (the
+    project's virtualenv has them).
+  - With O(backend=vllm), the action plugin hands the task to this module on the node, which runs
+    C(vllm bench serve) inside O(container) (the serving container has vLLM) for each level, and
+    normalizes its results into the same report (C(bench.json) in O(dest) on the node), to cross-check
+    the two.
   - "Metrics. TTFT: from the write of the request's body to the arrival (stamped when the connection
     received the bytes) of the first chunk whose content is not empty (a role-only first chunk does not
     count); the client's own delay before the write is reported apart as send_delay_ms. TPOT: per
@@ -80,7 +83,7 @@ options:
     type: int
     default: 128
   dataset:
-    description: A JSONL file of prompts instead of synthetic ones (V(npufleet)).
+    description: A JSONL file of prompts on the controller instead of synthetic ones (V(npufleet)).
     type: path
   warmup:
     description: Requests sent first and not counted (V(npufleet)).
@@ -95,10 +98,13 @@ options:
     type: int
     default: 600
   dest:
-    description: Folder for the report (created), where the task runs.
+    description: The report's folder (created), on the controller with V(npufleet), on the node with V(vllm).
     type: path
     required: true
 attributes:
+  action:
+    support: full
+    description: The action plugin runs V(npufleet) on the controller, this module on the node for V(vllm).
   check_mode:
     support: none
     description: A benchmark sends load; it does not run in check mode.
@@ -107,19 +113,18 @@ attributes:
 """
 
 EXAMPLES = r"""
-- name: Sweep concurrency against a node's vLLM server, from the controller
-  llm_benchmark:
+- name: Sweep concurrency against a node's vLLM server (the load generator runs on the controller)
+  npufleet.ascend.llm_benchmark:
     url: "http://{{ ansible_host }}:8000"
     model: /models/qwen2-7b
     concurrency: [1, 16, 64]
     requests: 200
     slo: {ttft_ms: 2000, tpot_ms: 100}
     dest: reports/bench/qwen2-7b
-  delegate_to: localhost
   run_once: true
 
-- name: The same with vllm bench serve inside the serving container, to cross-check
-  llm_benchmark:
+- name: The same with vllm bench serve inside the serving container on the node, to cross-check
+  npufleet.ascend.llm_benchmark:
     backend: vllm
     container: npufleet-workload
     url: http://127.0.0.1:8000
@@ -135,7 +140,9 @@ runs:
   type: list
   elements: dict
 files:
-  description: Paths of bench.json and bench.md (and bench.png for V(npufleet)).
+  description: >-
+    Paths of bench.json, bench.md and bench.png on the controller (V(npufleet)), or of bench.json
+    on the node (V(vllm)).
   returned: success
   type: dict
 """
@@ -143,114 +150,128 @@ files:
 import json
 import os
 import tempfile
-from pathlib import Path
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.npufleet.ascend.plugins.module_utils.vllm_bench import command, normalize
 
+# The options and their rules: AnsibleModule's here, and the same on the controller for the action
+# plugin (plugins/action/llm_benchmark.py) and the load generator's entry point (run_benchmark).
+SPEC = dict(
+    argument_spec={
+        "url": {"type": "str", "required": True},
+        "model": {"type": "str", "required": True},
+        "backend": {"type": "str", "default": "npufleet", "choices": ["npufleet", "vllm"]},
+        "container": {"type": "str"},
+        "endpoint": {"type": "str", "default": "chat", "choices": ["chat", "completions"]},
+        "stream": {"type": "bool", "default": True},
+        "concurrency": {"type": "list", "elements": "int", "default": []},
+        "rate": {"type": "list", "elements": "float", "default": []},
+        "arrival": {"type": "str", "default": "poisson", "choices": ["poisson", "constant"]},
+        "requests": {"type": "int", "default": 100},
+        "input_tokens": {"type": "int", "default": 128},
+        "output_tokens": {"type": "int", "default": 128},
+        "dataset": {"type": "path"},
+        "warmup": {"type": "int", "default": 2},
+        "slo": {"type": "dict", "default": {}},
+        "timeout": {"type": "int", "default": 600},
+        "dest": {"type": "path", "required": True},
+    },
+    mutually_exclusive=[["concurrency", "rate"]],
+    required_one_of=[["concurrency", "rate"]],
+)
 
-def run_npufleet(module: AnsibleModule) -> dict:
-    params = module.params
-    try:
-        from npufleet.bench import prompts as bench_prompts  # noqa: PLC0415 -- only this backend needs it
-        from npufleet.bench import report as bench_report  # noqa: PLC0415
-        from npufleet.bench.run import Settings, benchmark  # noqa: PLC0415
-    except ImportError as error:
-        module.fail_json(
-            msg=f"npufleet's load generator is not importable here ({error}): run this task on the controller"
-            " (delegate_to: localhost) with the project's virtualenv as its Python"
+ON_THE_CONTROLLER = (
+    "backend npufleet runs on the controller, in the action plugin of npufleet.ascend.llm_benchmark, not in"
+    " this module on the node: call the task as npufleet.ascend.llm_benchmark from the collection (which"
+    " has that action plugin), or set backend: vllm"
+)
+
+
+def task_result(outcome: dict, url: str) -> dict:
+    """The task's result from a benchmark's outcome ({"data": ..., "files": ...}), for either backend:
+    the levels' summaries and the report's files; failed when not one request completed."""
+    runs = [{key: run[key] for key in ("mode", "level", "summary")} for run in outcome["data"]["runs"]]
+    result = {"changed": True, "runs": runs, "files": outcome["files"]}
+    if not sum(run["summary"]["completed"] for run in runs):
+        result.update(failed=True, msg=f"every request failed against {url}: is the server up?")
+    return result
+
+
+class VllmBench:
+    """`vllm bench serve` in the serving container, one run per level, normalized into the report's
+    data and written to bench.json in dest (on the node)."""
+
+    def __init__(self, module: AnsibleModule) -> None:
+        self.module = module
+        self.params = module.params
+        self.docker = ""
+
+    def run(self) -> dict:
+        params = self.params
+        if not params["container"]:
+            self.module.fail_json(
+                msg="backend vllm runs vllm bench serve in the serving container: set container"
+            )
+        self.docker = self.module.get_bin_path("docker", required=True)
+        levels = [("concurrency", level) for level in params["concurrency"]]
+        levels += [("rate", rate) for rate in params["rate"]]
+        runs = [self._level(mode, level) for mode, level in levels]
+        config = {key: params[key] for key in ("url", "model", "endpoint", "stream", "arrival")}
+        config.update(
+            concurrencies=params["concurrency"],
+            rates=params["rate"],
+            requests_per_level=params["requests"],
+            backend="vllm bench serve",
+            slo=params["slo"],
         )
-    if params["dataset"]:
-        prompts = bench_prompts.from_jsonl(params["dataset"], params["requests"], params["output_tokens"])
-    else:
-        prompts = bench_prompts.synthetic(params["requests"], params["input_tokens"], params["output_tokens"])
-    settings = Settings(
-        url=params["url"],
-        model=params["model"],
-        endpoint=params["endpoint"],
-        stream=params["stream"],
-        concurrencies=params["concurrency"],
-        rates=params["rate"],
-        arrival=params["arrival"],
-        warmup=params["warmup"],
-        timeout=params["timeout"],
-        slo=params["slo"],
-    )
-    data = benchmark(settings, prompts)
-    files = bench_report.write(data, Path(params["dest"]))
-    return {"data": data, "files": {key: str(value) for key, value in files.items()}}
+        data = {"config": config, "warmup": {"requests": 0, "failed": 0}, "runs": runs}
+        return {"data": data, "files": {"json": self._write(data)}}
 
-
-def run_vllm(module: AnsibleModule) -> dict:
-    params = module.params
-    if not params["container"]:
-        module.fail_json(msg="backend vllm runs vllm bench serve in the serving container: set container")
-    docker = module.get_bin_path("docker", required=True)
-    runs = []
-    levels = [("concurrency", level) for level in params["concurrency"]] + [
-        ("rate", r) for r in params["rate"]
-    ]
-    for mode, level in levels:
+    def _level(self, mode: str, level) -> dict:
+        params = self.params
         name = f"npufleet-bench-{mode}-{level}.json"
         line = command(url=params["url"], model=params["model"], endpoint=params["endpoint"],
                        concurrency=level if mode == "concurrency" else None,
                        rate=level if mode == "rate" else None, requests=params["requests"],
                        input_tokens=params["input_tokens"], output_tokens=params["output_tokens"],
                        result_dir="/tmp", result_file=name)  # fmt: skip
-        rc, out, err = module.run_command([docker, "exec", params["container"], "bash", "-c", line])
+        container = params["container"]
+        argv = [self.docker, "exec", container, "bash", "-c", line]
+        rc, out, err = self.module.run_command(argv, environ_update={"LC_ALL": "C"})
         if rc != 0:
-            module.fail_json(msg=f"vllm bench serve failed at {mode} {level}: {(err or out).strip()[-1500:]}")
-        rc, out, err = module.run_command([docker, "exec", params["container"], "cat", f"/tmp/{name}"])
+            message = (
+                f"vllm bench serve failed at {mode} {level} in {container}: {(err or out).strip()[-1500:]}"
+            )
+            self.module.fail_json(msg=message, cmd=argv, rc=rc, stdout=out, stderr=err)
+        argv = [self.docker, "exec", container, "cat", f"/tmp/{name}"]
+        rc, out, err = self.module.run_command(argv, environ_update={"LC_ALL": "C"})
         if rc != 0:
-            module.fail_json(msg=f"vllm bench serve wrote no result at {mode} {level}: {err.strip()}")
-        runs.append({"mode": mode, "level": level, "summary": normalize(json.loads(out)), "samples": {}})
-    data = {"config": {key: params[key] for key in ("url", "model", "endpoint", "stream", "arrival")}
-            | {"concurrencies": params["concurrency"], "rates": params["rate"],
-               "requests_per_level": params["requests"], "backend": "vllm bench serve", "slo": params["slo"]},
-            "warmup": {"requests": 0, "failed": 0}, "runs": runs}  # fmt: skip
-    os.makedirs(params["dest"], exist_ok=True)
-    files = {"json": os.path.join(params["dest"], "bench.json")}
-    with tempfile.NamedTemporaryFile("w", dir=params["dest"], delete=False, encoding="utf-8") as handle:
-        json.dump(data, handle, indent=2)
-    os.replace(handle.name, files["json"])
-    return {"data": data, "files": files}
+            self.module.fail_json(msg=f"vllm bench serve wrote no result at {mode} {level}: {err.strip()}",
+                                  cmd=argv, rc=rc, stdout=out, stderr=err)  # fmt: skip
+        return {"mode": mode, "level": level, "summary": normalize(json.loads(out)), "samples": {}}
+
+    def _write(self, data: dict) -> str:
+        dest = self.params["dest"]
+        os.makedirs(dest, exist_ok=True)
+        path = os.path.join(dest, "bench.json")
+        with tempfile.NamedTemporaryFile("w", dir=dest, delete=False, encoding="utf-8") as handle:
+            json.dump(data, handle, indent=2)
+        os.replace(handle.name, path)
+        return path
 
 
 def main() -> None:
-    module = AnsibleModule(
-        argument_spec={
-            "url": {"type": "str", "required": True},
-            "model": {"type": "str", "required": True},
-            "backend": {"type": "str", "default": "npufleet", "choices": ["npufleet", "vllm"]},
-            "container": {"type": "str"},
-            "endpoint": {"type": "str", "default": "chat", "choices": ["chat", "completions"]},
-            "stream": {"type": "bool", "default": True},
-            "concurrency": {"type": "list", "elements": "int", "default": []},
-            "rate": {"type": "list", "elements": "float", "default": []},
-            "arrival": {"type": "str", "default": "poisson", "choices": ["poisson", "constant"]},
-            "requests": {"type": "int", "default": 100},
-            "input_tokens": {"type": "int", "default": 128},
-            "output_tokens": {"type": "int", "default": 128},
-            "dataset": {"type": "path"},
-            "warmup": {"type": "int", "default": 2},
-            "slo": {"type": "dict", "default": {}},
-            "timeout": {"type": "int", "default": 600},
-            "dest": {"type": "path", "required": True},
-        },
-        mutually_exclusive=[("concurrency", "rate")],
-        required_one_of=[("concurrency", "rate")],
-        supports_check_mode=False,
-    )
+    module = AnsibleModule(supports_check_mode=False, **SPEC)
+    if module.params["backend"] == "npufleet":
+        module.fail_json(msg=ON_THE_CONTROLLER)
     try:
-        outcome = run_npufleet(module) if module.params["backend"] == "npufleet" else run_vllm(module)
+        outcome = VllmBench(module).run()
     except ValueError as error:
         module.fail_json(msg=str(error))
-    runs = [{key: run[key] for key in ("mode", "level", "summary")} for run in outcome["data"]["runs"]]
-    completed = sum(run["summary"]["completed"] for run in runs)
-    if not completed:
-        module.fail_json(msg=f"every request failed against {module.params['url']}: is the server up?",
-                         runs=runs, files=outcome["files"])  # fmt: skip
-    module.exit_json(changed=True, runs=runs, files=outcome["files"])
+    result = task_result(outcome, module.params["url"])
+    if result.get("failed"):
+        module.fail_json(**result)
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":

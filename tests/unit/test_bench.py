@@ -7,6 +7,8 @@ import asyncio
 import contextlib
 import itertools
 import json
+import os
+import re
 import socket
 import subprocess
 import sys
@@ -15,13 +17,37 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from ansible_collections.npufleet.ascend.plugins.plugin_utils.bench.client import (
+    Prompt,
+    RequestResult,
+    build_payload,
+    new_session,
+    send,
+)
+from ansible_collections.npufleet.ascend.plugins.plugin_utils.bench.entry import run_benchmark
+from ansible_collections.npufleet.ascend.plugins.plugin_utils.bench.load import (
+    arrival_offsets,
+    at_concurrency,
+    at_rate,
+)
+from ansible_collections.npufleet.ascend.plugins.plugin_utils.bench.metrics import (
+    describe,
+    percentile,
+    summarize,
+)
+from ansible_collections.npufleet.ascend.plugins.plugin_utils.bench.prompts import (
+    from_jsonl,
+    multimodal,
+    synthetic,
+)
+from ansible_collections.npufleet.ascend.plugins.plugin_utils.bench.sse import SSEParser
+from ansible_collections.npufleet.ascend.plugins.plugin_utils.bench.synthetic import (
+    Behaviour,
+    SyntheticServer,
+)
 
-from npufleet.bench.client import Prompt, RequestResult, build_payload, new_session, send
-from npufleet.bench.load import arrival_offsets, at_concurrency, at_rate
-from npufleet.bench.metrics import describe, percentile, summarize
-from npufleet.bench.prompts import from_jsonl, multimodal, synthetic
-from npufleet.bench.sse import SSEParser
-from npufleet.bench.synthetic import Behaviour, SyntheticServer
+ROOT = Path(__file__).resolve().parents[2]
+SYNTHETIC = "ansible_collections.npufleet.ascend.plugins.plugin_utils.bench.synthetic"
 
 STREAM = (
     b": ping\r\n\r\n"
@@ -279,12 +305,14 @@ def test_npufleet_bench_refuses_bad_input_and_reports_a_dead_server(tmp_path):
 
 @contextlib.contextmanager
 def synthetic_server(ttft_ms: float, itl_ms: float):
-    """``python -m npufleet.bench.synthetic`` on a free loopback port, for as long as the block runs."""
+    """The synthetic server (``python -m`` its module, with the checkout's collections/ on the path) on a
+    free loopback port, for as long as the block runs."""
     port = socket_port()
+    path = os.pathsep.join(filter(None, [str(ROOT / "collections"), os.environ.get("PYTHONPATH")]))
     server = subprocess.Popen(
-        [sys.executable, "-m", "npufleet.bench.synthetic", "--port", str(port),
+        [sys.executable, "-m", SYNTHETIC, "--port", str(port),
          "--ttft-ms", str(ttft_ms), "--itl-ms", str(itl_ms)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ | {"PYTHONPATH": path},
     )  # fmt: skip
     try:
         wait_for_port(port)
@@ -321,3 +349,60 @@ def test_an_answer_without_content_is_completed_and_counted_as_empty():
     summary = summarize(run)
     assert (summary["completed"], summary["failed"], summary["empty_responses"]) == (2, 0, 1)
     assert summary["ttft_ms"]["count"] == 1 and summary["e2e_ms"]["count"] == 2
+
+
+def test_run_benchmark_takes_the_modules_options_and_their_defaults(tmp_path):
+    # The one entry point of the action plugin (backend npufleet) and the CLI.
+    with synthetic_server(ttft_ms=5, itl_ms=1) as port:
+        # An empty rate and a None count as not given, as the CLI passes them.
+        params = {"url": f"http://127.0.0.1:{port}", "model": "synthetic", "concurrency": [2], "rate": [],
+                  "requests": 6, "input_tokens": 3, "output_tokens": 4, "warmup": None,
+                  "dest": str(tmp_path / "entry")}  # fmt: skip
+        outcome = run_benchmark(params)
+    data = outcome["data"]
+    assert data["config"]["endpoint"] == "chat" and data["config"]["stream"] is True
+    assert data["warmup"]["requests"] == 2 and data["config"]["timeout"] == 600
+    ((level, summary),) = [(run["level"], run["summary"]) for run in data["runs"]]
+    assert (level, summary["completed"], summary["output_tokens"]) == (2, 6, 24)
+    suffixes = {"json": "json", "markdown": "md", "png": "png"}
+    assert outcome["files"] == {
+        key: str(tmp_path / "entry" / f"bench.{end}") for key, end in suffixes.items()
+    }
+    assert json.loads(Path(outcome["files"]["json"]).read_text())["runs"][0]["level"] == 2
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"url": "http://h:1", "model": "m", "concurrency": [1]}, "missing required arguments: dest"),
+        (
+            {"url": "http://h:1", "model": "m", "dest": "d"},
+            "give concurrencies (concurrency, --concurrency) or rates",
+        ),
+        (
+            {"url": "http://h:1", "model": "m", "dest": "d", "concurrency": [1], "rate": [1.0]},
+            "parameters are mutually exclusive: concurrency|rate",
+        ),
+        (
+            {"url": "http://h:1", "model": "m", "dest": "d", "concurrency": ["many"]},
+            "cannot be converted to an int",
+        ),
+        ({"url": "http://h:1", "model": "m", "dest": "d", "concurrency": [1], "colour": "red"}, "colour"),
+        (
+            {"url": "h:1", "model": "m", "dest": "d", "concurrency": [1]},
+            "url must start with http:// or https://",
+        ),
+        (
+            {"url": "http://h:1", "model": "m", "dest": "d", "concurrency": [0]},
+            "every concurrency must be at least 1",
+        ),
+        (
+            {"url": "http://h:1", "model": "m", "dest": "d", "concurrency": [1], "backend": "vllm"},
+            "backend vllm runs on the node",
+        ),
+    ],
+)
+def test_run_benchmark_refuses_bad_input_with_value_error(tmp_path, params, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        run_benchmark(params | {"dest": str(tmp_path / params["dest"])} if "dest" in params else params)
+    assert not (tmp_path / "d").exists()

@@ -1,4 +1,5 @@
-"""llm_benchmark: the module run by Ansible against the synthetic server on loopback, and the
+"""llm_benchmark: the action (backend npufleet, on the controller) run by Ansible against the synthetic
+server on loopback, the module's node side (backend vllm, and its refusal of backend npufleet), and the
 normalization of `vllm bench serve` results."""
 
 from __future__ import annotations
@@ -9,12 +10,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-import vllm_bench
+from ansible_collections.npufleet.ascend.plugins.module_utils import vllm_bench
 
-from tests.unit.test_bench import synthetic_server
+from tests.unit.test_bench import socket_port, synthetic_server
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
+MODULE = "npufleet.ascend.llm_benchmark"
 
 # The keys `vllm bench serve --save-result` writes (vLLM's benchmarks/serve.py), with chosen values;
 # written here, not recorded on an NPU.
@@ -51,19 +53,64 @@ def test_vllm_command_line():
     assert "--backend vllm" in rated and rated.endswith("--request-rate 2.5")
 
 
-def test_the_module_through_ansible_against_the_synthetic_server(tmp_path):
+def adhoc(args: dict, *options: str) -> subprocess.CompletedProcess:
+    """``ansible localhost -m npufleet.ascend.llm_benchmark`` from the checkout (its ansible.cfg, so the
+    collection is the checkout), with this Python as the target's. The inventory is given with -i:
+    ANSIBLE_INVENTORY is a list of paths, and "localhost," there would parse the checkout as one."""
+    return subprocess.run(
+        [str(BIN / "ansible"), "localhost", "-i", "localhost,", "-c", "local", "-o", "-m", MODULE,
+         "-a", json.dumps(args), "-e", f"ansible_python_interpreter={sys.executable}", *options],
+        capture_output=True, text=True, check=False, cwd=ROOT, timeout=120,
+        env=os.environ | {"ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"},
+    )  # fmt: skip
+
+
+def test_the_action_runs_on_the_controller_against_the_synthetic_server(tmp_path):
     with synthetic_server(ttft_ms=10, itl_ms=1) as port:
-        args = json.dumps({"url": f"http://127.0.0.1:{port}", "model": "synthetic", "concurrency": [1, 4],
-                           "requests": 8, "output_tokens": 6, "input_tokens": 4, "dest": str(tmp_path / "b"),
-                           "slo": {"ttft_ms": 10000}})  # fmt: skip
-        result = subprocess.run(
-            [str(BIN / "ansible"), "localhost", "-m", "llm_benchmark", "-a", args, "-e",
-             f"ansible_python_interpreter={sys.executable}", "-o"],
-            capture_output=True, text=True, check=False, cwd=ROOT, timeout=120,
-            env=os.environ | {"ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1",
-                              "ANSIBLE_INVENTORY": "localhost,", "ANSIBLE_CONNECTION": "local"},
-        )  # fmt: skip
+        result = adhoc({"url": f"http://127.0.0.1:{port}", "model": "synthetic", "concurrency": [1, 4],
+                        "requests": 8, "output_tokens": 6, "input_tokens": 4, "dest": str(tmp_path / "b"),
+                        "slo": {"ttft_ms": 10000}})  # fmt: skip
     assert "CHANGED" in result.stdout, result.stdout + result.stderr
     report = json.loads((tmp_path / "b" / "bench.json").read_text())
     assert [(run["level"], run["summary"]["completed"]) for run in report["runs"]] == [(1, 8), (4, 8)]
     assert (tmp_path / "b" / "bench.md").read_text().startswith("# Benchmark: synthetic")
+    assert (tmp_path / "b" / "bench.png").read_bytes()[:4] == b"\x89PNG"
+    assert f'"json": "{tmp_path / "b" / "bench.json"}"' in result.stdout
+
+
+def test_the_action_fails_when_every_request_failed_and_checks_its_arguments(tmp_path):
+    dead = adhoc({"url": f"http://127.0.0.1:{socket_port()}", "model": "m", "concurrency": [2], "requests": 2,
+                  "warmup": 0, "dest": str(tmp_path / "dead")})  # fmt: skip
+    assert "FAILED" in dead.stdout and "every request failed against http://127.0.0.1:" in dead.stdout
+    assert json.loads((tmp_path / "dead" / "bench.json").read_text())["runs"][0]["summary"]["errors"] == {
+        "connection": 2
+    }
+    both = adhoc({"url": "http://127.0.0.1:9", "model": "m", "concurrency": [1], "rate": [1.0], "dest": "x"})
+    assert "parameters are mutually exclusive: concurrency|rate" in both.stdout + both.stderr
+    params = {"url": "http://127.0.0.1:9", "model": "m", "concurrency": [1], "dest": str(tmp_path / "c")}
+    checked = adhoc(params, "--check")
+    assert "SKIPPED" in checked.stdout and not (tmp_path / "c").exists()
+
+
+def test_backend_vllm_goes_to_the_module_and_needs_a_container(tmp_path):
+    result = adhoc({"url": "http://127.0.0.1:8000", "model": "m", "backend": "vllm", "concurrency": [1],
+                    "dest": str(tmp_path / "v")})  # fmt: skip
+    assert "FAILED" in result.stdout
+    assert "backend vllm runs vllm bench serve in the serving container: set container" in result.stdout
+
+
+def test_the_module_on_a_node_refuses_backend_npufleet(tmp_path):
+    # Run as Ansible runs it on a node, without its action plugin: arguments in a file.
+    args = tmp_path / "args.json"
+    params = {"url": "http://127.0.0.1:9", "model": "m", "concurrency": [1], "dest": str(tmp_path / "n")}
+    args.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": params}))
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "plugins/modules/llm_benchmark.py"), str(args)],
+        capture_output=True, text=True, check=False, timeout=60,
+        env=os.environ | {"PYTHONPATH": str(ROOT / "collections")},
+    )  # fmt: skip
+    answer = json.loads(result.stdout)
+    assert answer["failed"] and answer["msg"].startswith(
+        "backend npufleet runs on the controller, in the action plugin of npufleet.ascend.llm_benchmark"
+    )
+    assert not (tmp_path / "n").exists()

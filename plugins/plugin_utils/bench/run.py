@@ -27,7 +27,9 @@ class Settings:
 
     def check(self) -> None:
         if bool(self.concurrencies) == bool(self.rates):
-            raise ValueError("give either concurrencies (--concurrency) or request rates (--rate), not both")
+            raise ValueError(
+                "give concurrencies (concurrency, --concurrency) or rates (rate, --rate): one, not both"
+            )
         if self.endpoint not in ("chat", "completions"):
             raise ValueError(f"endpoint must be chat or completions, got {self.endpoint!r}")
         if not self.url.startswith(("http://", "https://")):

@@ -2,8 +2,8 @@
 then one chunk every ``itl`` seconds, and records when it wrote each chunk (the truth a load
 generator's measurements are compared with). For tests and the accuracy benchmark; loopback only.
 
-    PYTHONPATH=collections python -m ansible_collections.npufleet.ascend.plugins.plugin_utils.bench.synthetic \
-        --port 8000 --ttft-ms 50 --itl-ms 10
+    PYTHONPATH=collections python -m \
+        ansible_collections.npufleet.ascend.plugins.plugin_utils.bench.synthetic --port 8000 --ttft-ms 50
 """
 
 from __future__ import annotations
