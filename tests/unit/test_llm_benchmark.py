@@ -114,3 +114,30 @@ def test_the_module_on_a_node_refuses_backend_npufleet(tmp_path):
         "backend npufleet runs on the controller, in the action plugin of npufleet.ascend.llm_benchmark"
     )
     assert not (tmp_path / "n").exists()
+
+
+def test_the_bench_role_benchmarks_from_the_controller_without_touching_the_node(tmp_path):
+    # The node is an address nothing answers on, over SSH: the npufleet backend must not connect to it.
+    playbook = tmp_path / "bench.yml"
+    playbook.write_text(
+        "- name: Bench\n  hosts: all\n  gather_facts: false\n  roles:\n    - role: npufleet.ascend.bench\n"
+    )
+    variables = {"ansible_connection": "ssh", "ansible_host": "192.0.2.1",
+                 "npufleet_report_dir": str(tmp_path), "bench_dest": str(tmp_path / "role"),
+                 "bench_model": "synthetic", "bench_rate": [50], "bench_requests": 4,
+                 "bench_output_tokens": 3}  # fmt: skip
+    with synthetic_server(ttft_ms=2, itl_ms=1) as port:
+        variables["bench_url"] = f"http://127.0.0.1:{port}"
+        result = subprocess.run(
+            [str(BIN / "ansible-playbook"), "-i", "node.invalid,", str(playbook),
+             "-e", json.dumps(variables)],
+            capture_output=True, text=True, check=False, cwd=ROOT, timeout=120,
+            env=os.environ | {"ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1",
+                              "ANSIBLE_TIMEOUT": "5"},
+        )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "# Benchmark: synthetic at http://127.0.0.1:" in result.stdout  # the report, shown
+    report = json.loads((tmp_path / "role" / "bench.json").read_text())
+    assert [(run["mode"], run["level"], run["summary"]["completed"]) for run in report["runs"]] == [
+        ("rate", 50.0, 4)
+    ]
