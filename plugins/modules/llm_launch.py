@@ -179,11 +179,6 @@ actions:
   type: list
   elements: str
   sample: [start train]
-npufleet_progress:
-  description: One line for progress displays, RV(status) and RV(progress) (the npufleet CLI shows it).
-  returned: success
-  type: str
-  sample: running, step 12/64, loss 5.61 (epoch 0.38)
 log_file:
   description: The log file in the container.
   returned: always
@@ -238,10 +233,6 @@ def merged(*parts: dict) -> dict:
     for part in parts:
         result.update(part)
     return result
-
-
-def one_line(status: str, progress_text: str) -> str:
-    return f"{status}, {progress_text}" if progress_text else status
 
 
 class LaunchManager:
@@ -301,10 +292,7 @@ class LaunchManager:
         self.module.fail_json(msg=msg, **merged({"log_file": self.log_file}, result))
 
     def exit(self, **result) -> None:
-        final = merged(self.result, result)
-        # One line for progress displays (the CLI shows it): the status, then how far the run is.
-        final["npufleet_progress"] = one_line(final.get("status", ""), final.get("progress", ""))
-        self.module.exit_json(**final)
+        self.module.exit_json(**merged(self.result, result))
 
     # -- what is there ------------------------------------------------------------------------------
 
