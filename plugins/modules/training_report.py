@@ -20,7 +20,9 @@ description:
     the middle iterations, beside the TFLOP/s per card the log prints."
   - "The loss is judged by thirds of the curve: falling when the last third's mean is at least 2% below
     the first's; converging when it also flattens (the late drop is at most half the early one)."
-  - Runs where the log is, normally the controller (with C(delegate_to) localhost); needs matplotlib there.
+  - Runs on the controller, through the collection's action plugin of the same name, where the
+    fetched log is; no C(delegate_to) is needed. matplotlib draws C(loss.png) there (without it the
+    report has no plot, and says so in a warning).
 version_added: "0.1.0"
 author:
   - npufleet contributors
@@ -57,23 +59,31 @@ options:
     type: dict
     default: {}
 attributes:
+  action:
+    support: full
+    description: The work is done by an action plugin on the controller; nothing runs on the node.
   check_mode:
     support: full
-    description: In check mode the report is computed and returned but nothing is written.
+    description:
+      - The report is computed and returned, and RV(changed) and RV(written) say which files would be
+        written; nothing is written.
   diff_mode:
-    support: none
+    support: full
+    description: Shows C(report.json) and C(report.md) before and after (not the PNG plot).
+  platform:
+    support: full
+    platforms: controller
 """
 
 EXAMPLES = r"""
 - name: Write the report of a LLaMA-Factory run on 2 nodes of 8 NPUs
-  training_report:
+  npufleet.ascend.training_report:
     log: reports/train/20261128T030000Z/trainer_log.jsonl
     cards: 16
     dest: reports/train/20261128T030000Z
     info:
       run: sft-lora-qwen2-7b
       nodes: 2
-  delegate_to: localhost
   run_once: true
 """
 
@@ -93,114 +103,46 @@ files:
   description: Paths of report.json, report.md and loss.png.
   returned: success
   type: dict
+written:
+  description: The files this call wrote (in check mode, would write); empty when the report is unchanged.
+  returned: success
+  type: list
+  elements: str
+  sample: [loss.png, report.json, report.md]
+diff:
+  description: C(report.json) and C(report.md), before and after, for those that change (diff mode).
+  returned: when a file changes and diff mode is on
+  type: list
+  elements: dict
 """
 
-import json
-import os
-
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.npufleet.ascend.plugins.module_utils.training_metrics import (
-    judge_loss,
-    llamafactory_throughput,
-    markdown,
-    megatron_throughput,
-    read_megatron_log,
-    read_trainer_log,
+
+# Shared with the action plugin (plugins/action/training_report.py), which validates the task's
+# arguments with it on the controller.
+SPEC = dict(
+    argument_spec={
+        "log": {"type": "path", "required": True},
+        "format": {"type": "str", "default": "llamafactory", "choices": ["llamafactory", "megatron"]},
+        "cards": {"type": "int", "required": True},
+        "seq_length": {"type": "int"},
+        "global_batch_size": {"type": "int"},
+        "min_window_seconds": {"type": "int", "default": 10},
+        "dest": {"type": "path", "required": True},
+        "info": {"type": "dict", "default": {}},
+    },
+    required_if=[("format", "megatron", ("seq_length",))],
+    supports_check_mode=True,
 )
 
 
-def plot(path: str, steps: list, losses: list, title: str) -> None:
-    import matplotlib  # noqa: PLC0415 -- only this module needs it, on the controller
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot  # noqa: PLC0415
-
-    figure, axes = pyplot.subplots(figsize=(7, 4), dpi=100)
-    axes.plot(steps, losses, marker=".", linewidth=1)
-    axes.set_xlabel("step")
-    axes.set_ylabel("loss")
-    axes.set_title(title)
-    axes.grid(alpha=0.3)
-    figure.tight_layout()
-    figure.savefig(path)
-    pyplot.close(figure)
-
-
 def main() -> None:
-    module = AnsibleModule(
-        argument_spec={
-            "log": {"type": "path", "required": True},
-            "format": {"type": "str", "default": "llamafactory", "choices": ["llamafactory", "megatron"]},
-            "cards": {"type": "int", "required": True},
-            "seq_length": {"type": "int"},
-            "global_batch_size": {"type": "int"},
-            "min_window_seconds": {"type": "int", "default": 10},
-            "dest": {"type": "path", "required": True},
-            "info": {"type": "dict", "default": {}},
-        },
-        required_if=[("format", "megatron", ("seq_length",))],
-        supports_check_mode=True,
+    # Ansible runs the action plugin of this name instead; this only answers a direct call.
+    module = AnsibleModule(**SPEC)
+    module.fail_json(
+        msg="training_report runs on the controller through the npufleet.ascend collection's action plugin:"
+        " call it as npufleet.ascend.training_report from a play"
     )
-    params = module.params
-    try:
-        with open(params["log"], encoding="utf-8") as handle:
-            text = handle.read()
-    except OSError as error:
-        module.fail_json(msg=f"cannot read the training log {params['log']}: {error.strerror}")
-    try:
-        if params["format"] == "llamafactory":
-            records, unreadable = read_trainer_log(text)
-            throughput = llamafactory_throughput(
-                records, params["cards"], min_window_seconds=params["min_window_seconds"]
-            )
-            points = [
-                (r["current_steps"], r["loss"]) for r in records if "loss" in r and "current_steps" in r
-            ]
-        else:
-            records, unreadable = read_megatron_log(text), 0
-            throughput = megatron_throughput(
-                records,
-                seq_length=params["seq_length"],
-                world_size=params["cards"],
-                global_batch_size=params["global_batch_size"],
-            )
-            points = [(r["iteration"], r["loss"]) for r in records if "loss" in r]
-    except (ValueError, KeyError, TypeError) as error:
-        module.fail_json(msg=f"cannot compute the report from {params['log']}: {error}")
-    report = dict(params["info"])
-    report |= {
-        "cards": params["cards"],
-        "log": os.path.basename(params["log"]),
-        "unreadable_lines": unreadable,
-        "throughput": throughput,
-        "loss": judge_loss([loss for _, loss in points]),
-        "loss_points": len(points),
-    }
-    files = {name: os.path.join(params["dest"], name) for name in ("report.json", "report.md", "loss.png")}
-    if module.check_mode:
-        module.exit_json(changed=False, report=report, files=files)
-    if points:
-        report["plot"] = "loss.png"
-    try:
-        with open(files["report.json"], encoding="utf-8") as handle:
-            unchanged = json.load(handle) == report and os.path.exists(files["report.md"])
-    except (OSError, ValueError):
-        unchanged = False
-    # The same log gives the same report: nothing is rewritten (a re-run of the play changes nothing).
-    if unchanged:
-        module.exit_json(changed=False, report=report, files=files)
-    os.makedirs(params["dest"], exist_ok=True)
-    if points:
-        try:
-            plot(files["loss.png"], [s for s, _ in points], [v for _, v in points], report.get("run", "loss"))
-        except ImportError:
-            del report["plot"]
-            module.warn("matplotlib is not installed on the controller: no loss.png (pip install matplotlib)")
-    with open(files["report.json"], "w", encoding="utf-8") as handle:
-        json.dump(report, handle, indent=2)
-    with open(files["report.md"], "w", encoding="utf-8") as handle:
-        handle.write(markdown(report))
-    module.exit_json(changed=True, report=report, files=files)
 
 
 if __name__ == "__main__":
