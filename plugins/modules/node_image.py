@@ -92,9 +92,12 @@ options:
 attributes:
   check_mode:
     support: full
-    description: Reports whether the image would be fetched; changes nothing.
+    description:
+      - Looks at the image store as usual and reports whether the image would be fetched (RV(changed)
+        and RV(action) as they would be, with a message); fetches nothing.
   diff_mode:
     support: none
+    description: It writes no file; RV(image_id) and RV(digest) say what the node holds.
 requirements:
   - C(docker) CLI (engine=docker) or C(ctr) (engine=containerd) on the node.
 notes:
@@ -105,7 +108,7 @@ notes:
 
 EXAMPLES = r"""
 - name: Pull the training image after logging in (credentials from Ansible Vault)
-  node_image:
+  npufleet.ascend.node_image:
     name: swr.cn-southwest-2.myhuaweicloud.com/ai/mindspeed-llm
     tag: 2.0.0-cann8.0.rc3
     username: "{{ vault_swr_user }}"
@@ -114,14 +117,14 @@ EXAMPLES = r"""
   no_log: true
 
 - name: Pull into containerd's k8s.io namespace by digest
-  node_image:
+  npufleet.ascend.node_image:
     name: registry.example.com/ai/vllm-ascend
     tag: v0.9.1
     digest: sha256:4f3c...
     engine: containerd
 
 - name: Load an image from a tarball already on the node
-  node_image:
+  npufleet.ascend.node_image:
     name: registry.example.com/ai/vllm-ascend
     tag: v0.9.1
     source: archive
@@ -155,6 +158,11 @@ attempts:
   description: Attempts made (more than one after network failures).
   returned: always
   type: int
+msg:
+  description: In check mode, what would be done.
+  returned: in check mode, when the image would be fetched
+  type: str
+  sample: would pull registry.example.com/ai/vllm-ascend:v0.9.1
 """
 
 import json
@@ -386,6 +394,89 @@ def with_retries(module, action):
             delay *= 2
 
 
+class ImageManager:
+    """Probe the image store, decide, then get the image (or, in check mode, say that it would)."""
+
+    def __init__(self, module: AnsibleModule) -> None:
+        self.module = module
+        self.params = params = module.params
+        self.name, self.tag, self.digest = params["name"], params["tag"], params["digest"]
+        self.ref = f"{self.name}:{self.tag}"
+        registry_source = self.digest and params["source"] == "registry"
+        self.source_ref = f"{self.name}@{self.digest}" if registry_source else self.ref
+        self.registry = registry_host(self.name)
+        engine_ref = normalize_ref(self.ref) if params["engine"] == "containerd" else self.ref
+        self.result = {
+            "changed": False,
+            "ref": self.ref,
+            "engine_ref": engine_ref,
+            "action": "none",
+            "attempts": 0,
+        }
+
+    def check(self) -> None:
+        problems = check_reference(self.name, self.tag, self.digest)
+        if self.params["retries"] < 0 or self.params["backoff"] < 0:
+            problems.append("retries and backoff must not be negative")
+        if problems:
+            self.module.fail_json(msg="; ".join(problems))
+
+    def run(self) -> None:
+        self.check()
+        try:
+            self.ensure()
+        except ImageFailure as failure:
+            self.result["attempts"] = getattr(failure, "attempts", self.result["attempts"])
+            self.module.fail_json(
+                msg=failure_message(
+                    failure.kind, self.source_ref, failure.detail, self.registry, self.params["engine"]
+                ),
+                failure=failure.kind,
+                **self.result,
+            )
+
+    def ensure(self) -> None:
+        params, module, result = self.params, self.module, self.result
+        engine = Docker(module) if params["engine"] == "docker" else Containerd(module)
+        found = engine.present(self.ref, self.name, self.digest, params["image_id"])
+        if found is not None:
+            module.exit_json(**result, **engine.describe(found, self.name))
+        result.update(
+            changed=True, action={"registry": "pull", "archive": "load", "url": "stream"}[params["source"]]
+        )
+        if module.check_mode:
+            module.exit_json(**result, msg=f"would {result['action']} {self.ref}")
+
+        free = engine.free_gib()
+        if free < params["min_free_gib"]:
+            raise ImageFailure(
+                "disk",
+                f"{free:.1f} GiB free on {engine.storage}, at least {params['min_free_gib']:g} GiB wanted "
+                "(image_min_free_gib)",
+            )
+        if params["source"] == "registry":
+            action = lambda: engine.pull(self.ref, self.source_ref, self.registry)  # noqa: E731
+        elif params["source"] == "archive":
+            if not os.path.isfile(params["path"]):
+                module.fail_json(msg=f"no image archive at {params['path']} on the node", **result)
+            action = lambda: engine.load_archive(params["path"])  # noqa: E731
+        else:
+            action = lambda: engine.load_url(params["url"])  # noqa: E731
+        result["attempts"] = with_retries(module, action)
+
+        found = engine.present(
+            self.ref, self.name, self.digest if params["source"] == "registry" else "", params["image_id"]
+        )
+        if found is None:
+            hint = f"the {params['source']} did not hold {self.ref}"
+            if params["image_id"]:
+                hint += f" with id {params['image_id']}"
+            module.fail_json(
+                msg=f"{hint}: check image_name and image_tag against what the archive carries", **result
+            )
+        module.exit_json(**result, **engine.describe(found, self.name))
+
+
 def main():
     module = AnsibleModule(
         argument_spec={
@@ -412,65 +503,7 @@ def main():
         required_together=[("username", "password")],
         supports_check_mode=True,
     )
-    params = module.params
-    name, tag, digest = params["name"], params["tag"], params["digest"]
-    problems = check_reference(name, tag, digest)
-    if params["retries"] < 0 or params["backoff"] < 0:
-        problems.append("retries and backoff must not be negative")
-    if problems:
-        module.fail_json(msg="; ".join(problems))
-    ref = f"{name}:{tag}"
-    source_ref = f"{name}@{digest}" if digest and params["source"] == "registry" else ref
-    registry = registry_host(name)
-    engine_ref = normalize_ref(ref) if params["engine"] == "containerd" else ref
-    result = {"changed": False, "ref": ref, "engine_ref": engine_ref, "action": "none", "attempts": 0}
-
-    try:
-        engine = Docker(module) if params["engine"] == "docker" else Containerd(module)
-        found = engine.present(ref, name, digest, params["image_id"])
-        if found is not None:
-            module.exit_json(**result, **engine.describe(found, name))
-        result.update(
-            changed=True, action={"registry": "pull", "archive": "load", "url": "stream"}[params["source"]]
-        )
-        if module.check_mode:
-            module.exit_json(**result)
-
-        free = engine.free_gib()
-        if free < params["min_free_gib"]:
-            raise ImageFailure(
-                "disk",
-                f"{free:.1f} GiB free on {engine.storage}, at least {params['min_free_gib']:g} GiB wanted "
-                "(image_min_free_gib)",
-            )
-        if params["source"] == "registry":
-            action = lambda: engine.pull(ref, source_ref, registry)  # noqa: E731
-        elif params["source"] == "archive":
-            if not os.path.isfile(params["path"]):
-                module.fail_json(msg=f"no image archive at {params['path']} on the node", **result)
-            action = lambda: engine.load_archive(params["path"])  # noqa: E731
-        else:
-            action = lambda: engine.load_url(params["url"])  # noqa: E731
-        result["attempts"] = with_retries(module, action)
-
-        found = engine.present(
-            ref, name, digest if params["source"] == "registry" else "", params["image_id"]
-        )
-        if found is None:
-            hint = f"the {params['source']} did not hold {ref}"
-            if params["image_id"]:
-                hint += f" with id {params['image_id']}"
-            module.fail_json(
-                msg=f"{hint}: check image_name and image_tag against what the archive carries", **result
-            )
-        module.exit_json(**result, **engine.describe(found, name))
-    except ImageFailure as failure:
-        result["attempts"] = getattr(failure, "attempts", result["attempts"])
-        module.fail_json(
-            msg=failure_message(failure.kind, source_ref, failure.detail, registry, params["engine"]),
-            failure=failure.kind,
-            **result,
-        )
+    ImageManager(module).run()
 
 
 if __name__ == "__main__":

@@ -47,6 +47,7 @@ attributes:
     description: The module only reads; it runs the same way in check mode.
   diff_mode:
     support: none
+    description: It changes nothing.
 notes:
   - Parses the table by cells, not by column offsets, so the layouts of 910A, 910B/A2, A3/910C,
     310P and 950 drivers are all read.
@@ -54,7 +55,7 @@ notes:
 
 EXAMPLES = r"""
 - name: Read the NPUs of every node
-  npu_smi_info:
+  npufleet.ascend.npu_smi_info:
   register: npu
 
 - name: Show the driver version and the NPU count
@@ -62,12 +63,12 @@ EXAMPLES = r"""
     msg: "{{ npu.driver_version }}: {{ npu.count }} NPUs"
 
 - name: See which NPUs a container was given
-  npu_smi_info:
+  npufleet.ascend.npu_smi_info:
     container: llm-train
   register: in_container
 
 - name: Read board details too, with npu-smi at a custom path
-  npu_smi_info:
+  npufleet.ascend.npu_smi_info:
     executable: /opt/ascend/bin/npu-smi
     board: true
 """
@@ -211,6 +212,45 @@ class NpuSmi:
         return data
 
 
+class NpuSmiInfo:
+    """What npu-smi reports, as the module's result (it only reads, in check mode too)."""
+
+    def __init__(self, module: AnsibleModule) -> None:
+        self.module = module
+        self.params = module.params
+        self.npu_smi = NpuSmi(module)
+
+    def gather(self) -> dict:
+        npu_smi, params = self.npu_smi, self.params
+        info = npu_smi.parsed(parse_info)
+        listing = npu_smi.parsed(parse_list, "-l")
+        result = {
+            "changed": False,
+            "executable": npu_smi.executable,
+            "tool_version": info["tool_version"],
+            "driver_version": info["driver_version"],
+            "count": listing["total_count"],
+            "chip_count": info["chip_count"],
+            "npus": info["npus"],
+            "processes": info["processes"],
+            "unhealthy": [npu["id"] for npu in info["npus"] if npu["health"] != "OK"],
+            "warnings_from_npu_smi": info["warnings"],
+        }
+        if params["board"]:
+            result["board"] = [
+                npu_smi.parsed(parse_board, "-t", "board", "-i", str(npu["id"])) for npu in info["npus"]
+            ]
+            first = result["board"][0] if result["board"] else {}
+            result["driver_version"] = first.get("software_version") or result["driver_version"]
+        if params["usages"]:
+            result["usages"] = [
+                npu_smi.parsed(parse_usages, "-t", "usages", "-i", str(npu["id"])) for npu in info["npus"]
+            ]
+        if params["mapping"]:
+            result["mapping"] = npu_smi.parsed(parse_mapping, "-m")
+        return result
+
+
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
@@ -222,34 +262,7 @@ def main() -> None:
         },
         supports_check_mode=True,
     )
-    npu_smi = NpuSmi(module)
-    info = npu_smi.parsed(parse_info)
-    listing = npu_smi.parsed(parse_list, "-l")
-    result = {
-        "changed": False,
-        "executable": npu_smi.executable,
-        "tool_version": info["tool_version"],
-        "driver_version": info["driver_version"],
-        "count": listing["total_count"],
-        "chip_count": info["chip_count"],
-        "npus": info["npus"],
-        "processes": info["processes"],
-        "unhealthy": [npu["id"] for npu in info["npus"] if npu["health"] != "OK"],
-        "warnings_from_npu_smi": info["warnings"],
-    }
-    if module.params["board"]:
-        result["board"] = [
-            npu_smi.parsed(parse_board, "-t", "board", "-i", str(npu["id"])) for npu in info["npus"]
-        ]
-        first = result["board"][0] if result["board"] else {}
-        result["driver_version"] = first.get("software_version") or result["driver_version"]
-    if module.params["usages"]:
-        result["usages"] = [
-            npu_smi.parsed(parse_usages, "-t", "usages", "-i", str(npu["id"])) for npu in info["npus"]
-        ]
-    if module.params["mapping"]:
-        result["mapping"] = npu_smi.parsed(parse_mapping, "-m")
-    module.exit_json(**result)
+    module.exit_json(**NpuSmiInfo(module).gather())
 
 
 if __name__ == "__main__":
