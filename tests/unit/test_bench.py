@@ -124,6 +124,25 @@ def run_with_server(behaviour: Behaviour, scenario):
     return asyncio.run(main())
 
 
+def test_the_synthetic_server_on_uvloop_streams_answers_whose_deadlines_have_passed():
+    # uvloop's call_at returns a plain Handle (no when()) for a deadline already past: the server
+    # once failed the next chunk of the answer with a 400 in the middle of the stream.
+    uvloop = pytest.importorskip("uvloop")
+
+    async def main():
+        server = SyntheticServer(Behaviour(ttft=0.0, itl=0.0))
+        url = await server.start()
+        try:
+            async with new_session() as session:
+                return [await send(session, url, "synthetic", Prompt("x", 6)) for _ in range(3)]
+        finally:
+            await server.stop()
+
+    for result in uvloop.run(main()):
+        assert result.ok and not result.error, result.error
+        assert result.output_tokens == 6
+
+
 @pytest.mark.parametrize(
     ("behaviour", "chunk_tokens"),
     [

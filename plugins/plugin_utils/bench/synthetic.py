@@ -184,7 +184,7 @@ class _Connection(asyncio.Protocol):
         self.server = server
         self.transport: asyncio.Transport | None = None
         self.buffer = b""
-        self._timers: list[asyncio.TimerHandle] = []
+        self._timers: list = []  # asyncio's TimerHandle, or uvloop's
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -197,10 +197,14 @@ class _Connection(asyncio.Protocol):
             timer.cancel()
         self._timers.clear()
 
-    def schedule(self, timer: asyncio.TimerHandle) -> None:
+    def schedule(self, timer: asyncio.Handle) -> None:
+        """Keep an answer's pending callbacks, to cancel them if the client goes away. For a deadline
+        already past, uvloop's call_at returns a plain Handle, without when(): it runs on the loop's
+        next turn, and is not kept."""
         now = asyncio.get_running_loop().time()
         self._timers = [pending for pending in self._timers if pending.when() > now]
-        self._timers.append(timer)
+        if callable(getattr(timer, "when", None)):
+            self._timers.append(timer)
 
     def data_received(self, data: bytes) -> None:
         arrived = time.monotonic()
