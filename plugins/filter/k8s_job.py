@@ -6,10 +6,8 @@ first known fatal line of a pod's log (the same table llm_launch reads container
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 from ansible.errors import AnsibleFilterError
-
 from ansible_collections.npufleet.ascend.plugins.module_utils.launch_log import find_fatal
 
 _DOCKER_SIZE = re.compile(r"^(\d+)([kmgt])b?$", re.IGNORECASE)
