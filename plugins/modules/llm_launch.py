@@ -11,7 +11,7 @@ description:
   - Starts a command detached inside a running Docker container (C(docker exec -d)) with its
     environment, working dir and user, its output appended to a log file in the container. The
     command runs in its own session, so stopping it reaches every child (torchrun's workers too).
-  - Records what it started on the node in C(/var/lib/npufleet/launch/NAME.json) (container,
+  - Records what it started on the node in C(RECORD_DIR/NAME.json) (O(record_dir); container,
     command, environment, log file, start time) and, in the container, the pid and, when the
     command ends, its exit code (in C(LOG.state/)). A new run moves the previous log to C(LOG.1).
   - Waits for the command with a timeout, reading the log as it goes, and fails fast with the
@@ -108,6 +108,11 @@ options:
     description: How many lines of the log's tail to return.
     type: int
     default: 30
+  record_dir:
+    description:
+      - Folder on the node for the launch records (C(NAME.json)), which node teardown reads too.
+    type: path
+    default: /var/lib/npufleet/launch
 attributes:
   check_mode:
     support: full
@@ -118,7 +123,7 @@ attributes:
   diff_mode:
     support: full
     description:
-      - V(started) shows the launch record it writes (C(/var/lib/npufleet/launch/NAME.json)) before and after.
+      - V(started) shows the launch record it writes (C(NAME.json) in O(record_dir)) before and after.
 notes:
   - Needs the C(docker) CLI on the node, and C(bash), C(setsid) and C(tail) in the container.
 """
@@ -224,8 +229,6 @@ from ansible_collections.npufleet.ascend.plugins.module_utils.launch_log import 
     wrapper,
 )
 
-RECORD_DIR = "/var/lib/npufleet/launch"
-
 
 def merged(*parts: dict) -> dict:
     """The dicts merged left to right (dict union needs Python 3.9; nodes may run 3.8)."""
@@ -248,7 +251,7 @@ class LaunchManager:
             chdir, "npufleet-logs", f"{self.params['name']}.log"
         )
         self.state_dir = self.log_file + ".state"
-        self.record_file = os.path.join(RECORD_DIR, f"{self.params['name']}.json")
+        self.record_file = os.path.join(self.params["record_dir"], f"{self.params['name']}.json")
         self.result = {
             "changed": False,
             "started": False,
@@ -355,7 +358,7 @@ class LaunchManager:
             self.fail(
                 f"could not start {self.params['name']} in {self.container}: {err.strip() or out.strip()}"
             )
-        os.makedirs(RECORD_DIR, exist_ok=True)
+        os.makedirs(self.params["record_dir"], exist_ok=True)
         with open(self.record_file, "w", encoding="utf-8") as handle:
             handle.write(record)
         # The pid file appears when the wrapper runs; wait briefly so an immediate look sees the run.
@@ -572,6 +575,7 @@ def main() -> None:
             "fatal_patterns": {"type": "list", "elements": "dict", "default": []},
             "url": {"type": "str"},
             "tail_lines": {"type": "int", "default": 30},
+            "record_dir": {"type": "path", "default": "/var/lib/npufleet/launch"},
         },
         required_if=[("state", "started", ("command",)), ("state", "ready", ("url",))],
         supports_check_mode=True,

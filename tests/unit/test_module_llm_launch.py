@@ -52,6 +52,10 @@ sys.exit(subprocess.run(argv, cwd=cwd, env=env).returncode)
 """
 
 
+# The arguments every call gets; the docker fixture puts record_dir in the test's temp dir.
+DEFAULTS = {"name": "train", "container": "box"}
+
+
 @pytest.fixture
 def docker(tmp_path, monkeypatch):
     bin_dir = tmp_path / "bin"
@@ -60,7 +64,7 @@ def docker(tmp_path, monkeypatch):
     script.write_text(FAKE_DOCKER, encoding="utf-8")
     script.chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
-    monkeypatch.setattr(llm_launch, "RECORD_DIR", str(tmp_path / "records"))
+    monkeypatch.setitem(DEFAULTS, "record_dir", str(tmp_path / "records"))
     return bin_dir
 
 
@@ -70,7 +74,7 @@ def calls(docker: Path) -> list[list[str]]:
 
 
 def run_module(capsys, check_mode: bool = False, diff: bool = False, **args) -> dict:
-    args = {"name": "train", "container": "box", **args}
+    args = {**DEFAULTS, **args}
     if check_mode:
         args["_ansible_check_mode"] = True
     if diff:
@@ -111,7 +115,7 @@ def test_start_then_a_rerun_changes_nothing_and_stop(docker, tmp_path, capsys):
     first = run_module(capsys, **args)
     assert (first["changed"], first["started"], first["status"]) == (True, True, "running")
     assert first["actions"] == ["start serve"]
-    record = json.loads((Path(llm_launch.RECORD_DIR) / "serve.json").read_text())
+    record = json.loads((Path(DEFAULTS["record_dir"]) / "serve.json").read_text())
     assert (record["command"], record["env"], record["log_file"]) == ("sleep 60", {"A": "1"}, str(log))
     again = run_module(capsys, **args)
     assert (again["changed"], again["started"], again["msg"]) == (False, False, "serve is already running")
@@ -132,10 +136,10 @@ def test_check_mode_says_it_would_start_and_starts_nothing(docker, tmp_path, cap
     assert result["msg"] == "would start train"
     assert result["actions"] == ["would start train"]
     assert not (tmp_path / "ran").exists() and not log.exists()
-    assert not (Path(llm_launch.RECORD_DIR) / "train.json").exists()
+    assert not (Path(DEFAULTS["record_dir"]) / "train.json").exists()
     diff = result["diff"]
     assert diff["before"] == "" and json.loads(diff["after"])["command"] == f"touch {tmp_path / 'ran'}"
-    assert diff["before_header"] == diff["after_header"] == str(Path(llm_launch.RECORD_DIR) / "train.json")
+    assert diff["before_header"] == diff["after_header"] == str(Path(DEFAULTS["record_dir"]) / "train.json")
     # A stopped container: still no pretending.
     (docker / "running").write_text("false")
     later = run_module(capsys, check_mode=True, command="true", log_file=str(log))
