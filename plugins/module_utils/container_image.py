@@ -62,22 +62,19 @@ def is_retryable(kind: str) -> bool:
 def failure_message(kind: str, ref: str, detail: str, registry: str, engine: str) -> str:
     """One sentence that names the problem and the fix, then the engine's own words."""
     fixes = {
-        "credentials": (
-            "check image_registry_username and image_registry_password (or the vaulted values) "
-            f"for {registry}"
-        ),
-        "unknown_image": f"check image_name, image_tag and image_digest: {ref} is not in {registry}",
+        "credentials": (f"check the username and password given for {registry} (or their vaulted values)"),
+        "unknown_image": f"check the name, tag and digest: {ref} is not in {registry}",
         "unreachable": (
             f"check that {registry} resolves and answers from the node (proxy, security group, DNS), "
-            "or use image_source: archive, or image_fanout from a node that can reach it"
+            "or get the image another way: from an archive, or fanned out from a node that can reach it"
         ),
         "plain_http": (
-            f"list {registry} in docker_insecure_registries (docker) or set image_registry_plain_http: true "
-            "(containerd)"
+            f"list {registry} in the Docker engine's insecure-registries (docker), or allow plain HTTP "
+            "(option plain_http, containerd)"
         ),
         "disk": (
             f"free space where {engine} keeps images (docker system prune, a bigger data disk, or "
-            "docker_data_root on the data disk)"
+            "the engine's data root on the data disk)"
         ),
         "other": "see the engine's message",
     }
@@ -111,7 +108,7 @@ def check_reference(name: str, tag: str, digest: str) -> list[str]:
             "(a lower-case path like registry.example.com/org/image)"
         )
     if "@" in name or (":" in name.rpartition("/")[2]):
-        problems.append(f"image name {name!r} carries a tag or digest: put it in image_tag or image_digest")
+        problems.append(f"image name {name!r} carries a tag or digest: give it as the tag or the digest")
     if not _TAG.match(tag or ""):
         problems.append(f"image tag {tag!r} is not a valid tag (letters, digits, '_', '.', '-', at most 128)")
     if digest and not _DIGEST.match(digest):

@@ -41,8 +41,8 @@ FATAL_PATTERNS = (
     (
         r"ModuleNotFoundError: No module named '([^']+)'",
         "a Python package is missing in the image",
-        "install the pinned dependencies into the container (train_pip_requirements, or the manual's"
-        " scripts/install.sh) or use the image built for this framework",
+        "install the pinned dependencies into the container (the manual's scripts/install.sh, or the"
+        " train role's pip requirements) or use the image built for this framework",
     ),
     (
         r"User-specified max_model_len.*is greater than the d",

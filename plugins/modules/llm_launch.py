@@ -466,9 +466,7 @@ class LaunchManager:
                     f"would start {name} once Docker is installed" if would else "Docker is not installed"
                 )
                 self.exit(changed=would, status="absent", msg=message)
-            self.module.fail_json(
-                msg="the docker CLI is not on this node: run node setup (playbooks/node.yml) first"
-            )
+            self.module.fail_json(msg="the docker CLI is not on this node: install Docker first")
         if not self.running():
             self.container_not_running(state)
         if state == "stopped":
@@ -488,8 +486,7 @@ class LaunchManager:
         if state == "finished" and not self.params["fail_on_error"]:
             self.exit(status="failed", reason=f"container {self.container} is not running")
         self.fail(
-            f"container {self.container} is not running on this node:"
-            " start it first (playbooks/container.yml)",
+            f"container {self.container} is not running on this node: start the container first",
             status="failed",
         )
 

@@ -371,8 +371,8 @@ def engine_binary(module, name: str) -> str:
             changed=True, action="pull", msg=f"{name} is not installed yet: the image would be fetched"
         )
     module.fail_json(
-        msg=f"{name} is not installed on the node: run node setup (playbooks/node.yml) first, "
-        "or pick the right image_engine"
+        msg=f"{name} is not installed on the node: install the container engine first, or choose the engine "
+        "the node has (option engine)"
     )
     return ""
 
@@ -471,9 +471,7 @@ class ImageManager:
             hint = f"the {params['source']} did not hold {self.ref}"
             if params["image_id"]:
                 hint += f" with id {params['image_id']}"
-            module.fail_json(
-                msg=f"{hint}: check image_name and image_tag against what the archive carries", **result
-            )
+            module.fail_json(msg=f"{hint}: check the name and tag against what the archive carries", **result)
         module.exit_json(**result, **engine.describe(found, self.name))
 
 

@@ -84,7 +84,7 @@ def test_failure_message_names_problem_fix_and_detail():
         "credentials", "r:5001/a:1", "unauthorized: authentication required", "r:5001", "docker"
     )
     assert text.startswith("the registry refused the login (credentials) while getting r:5001/a:1")
-    assert "image_registry_password" in text
+    assert "check the username and password given for r:5001" in text
     assert text.endswith("docker said: unauthorized: authentication required")
 
 
