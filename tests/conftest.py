@@ -13,8 +13,3 @@ ROOT = Path(__file__).resolve().parents[1]
 COLLECTIONS = str(ROOT / "collections")
 if COLLECTIONS not in sys.path:
     sys.path.insert(0, COLLECTIONS)
-# Until every test imports by collection path, the flat plugin folders stay importable too.
-for folder in ("plugins/module_utils", "plugins/filter", "plugins/modules"):
-    path = str(ROOT / folder)
-    if path not in sys.path:
-        sys.path.insert(0, path)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from ansible_collections.npufleet.ascend.plugins.plugin_utils.training_report import ReportError, write_report
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[4]
 LOG = ROOT / "tests" / "data" / "training" / "llamafactory-0.9.3-cpu-1rank-trainer_log.jsonl"
 
 

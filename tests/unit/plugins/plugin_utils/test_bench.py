@@ -46,7 +46,7 @@ from ansible_collections.npufleet.ascend.plugins.plugin_utils.bench.synthetic im
     SyntheticServer,
 )
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[4]
 SYNTHETIC = "ansible_collections.npufleet.ascend.plugins.plugin_utils.bench.synthetic"
 
 STREAM = (

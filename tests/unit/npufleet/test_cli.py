@@ -77,7 +77,7 @@ def test_report_prints_the_latest_run_or_the_one_named(tmp_path):
 
 
 def test_endpoints_says_where_the_model_answers_and_how_to_call_it(tmp_path):
-    from tests.unit.test_bench import socket_port, synthetic_server  # noqa: PLC0415 -- its server helper
+    from tests.unit.plugins.plugin_utils.test_bench import socket_port, synthetic_server  # noqa: PLC0415 -- its server helper
 
     with synthetic_server(ttft_ms=1, itl_ms=1) as port:
         record = {"name": "api", "host": "node1", "engine": "vllm", "model": "tiny"}
@@ -160,7 +160,7 @@ def test_bench_with_url_gives_the_entry_point_the_modules_options(monkeypatch, t
 
 
 def test_bench_with_url_runs_the_load_and_writes_the_report(tmp_path):
-    from tests.unit.test_bench import synthetic_server  # noqa: PLC0415 -- its server helper
+    from tests.unit.plugins.plugin_utils.test_bench import synthetic_server  # noqa: PLC0415 -- its server helper
 
     with synthetic_server(ttft_ms=1, itl_ms=1) as port:
         done = run("bench", "--url", f"http://127.0.0.1:{port}", "--model", "tiny", "--concurrency", "2",

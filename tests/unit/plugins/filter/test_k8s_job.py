@@ -17,27 +17,15 @@ import jsonschema
 import pytest
 import yaml
 from ansible.errors import AnsibleFilterError
+from ansible_collections.npufleet.ascend.plugins.filter import k8s_job as k8s
 
 from npufleet.api import run_playbook
 from tests.fixtures import SEED_TABLES, shared
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[4]
 # Read in place: the shared folder's rules keep schemas/ out of the project (../shared/README.md).
 SCHEMA = shared("schemas") / "volcano" / "batch.volcano.sh_jobs.yaml"
 MANUAL = SEED_TABLES
-FILTERS = ROOT / "plugins" / "filter"
-
-
-def load_filters():
-    import importlib.util  # noqa: PLC0415
-
-    spec = importlib.util.spec_from_file_location("k8s_job_filters", FILTERS / "k8s_job.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-k8s = load_filters()
 GOOD = {"name": "sft-qwen2", "namespace": "default", "nodes": 2, "npus": 8, "image": "swr.example/ascend:1",
         "command": "bash /mnt/sfs_turbo/train.sh", "pvc": "sfs-turbo-pvc", "requests_cpu": "32",
         "limits_cpu": "64", "requests_memory": "256Gi", "limits_memory": "512Gi", "shm_size": "200g",

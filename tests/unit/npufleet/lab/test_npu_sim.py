@@ -9,12 +9,19 @@ import sys
 from pathlib import Path
 
 import pytest
-from npu_smi import NpuSmiError, parse_board, parse_info, parse_list, parse_mapping, parse_usages
+from ansible_collections.npufleet.ascend.plugins.module_utils.npu_smi import (
+    NpuSmiError,
+    parse_board,
+    parse_info,
+    parse_list,
+    parse_mapping,
+    parse_usages,
+)
 
 from npufleet.lab import npu_state
 from tests.fixtures import load
 
-EMULATOR = Path(__file__).resolve().parents[2] / "src/npufleet/lab/files/npu_sim.py"
+EMULATOR = Path(__file__).resolve().parents[4] / "src/npufleet/lab/files/npu_sim.py"
 
 
 @pytest.fixture

@@ -12,9 +12,9 @@ from pathlib import Path
 
 from ansible_collections.npufleet.ascend.plugins.module_utils import vllm_bench
 
-from tests.unit.test_bench import socket_port, synthetic_server
+from tests.unit.plugins.plugin_utils.test_bench import socket_port, synthetic_server
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[4]
 BIN = Path(sys.executable).parent
 MODULE = "npufleet.ascend.llm_benchmark"
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from npu_smi import (
+from ansible_collections.npufleet.ascend.plugins.module_utils.npu_smi import (
     NpuSmiError,
     check_error,
     health_rank,

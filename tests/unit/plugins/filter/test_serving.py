@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import json
 import shlex
-from pathlib import Path
 
 import pytest
-import serving
 import yaml
 from ansible.errors import AnsibleFilterError
+from ansible_collections.npufleet.ascend.plugins.filter import serving
 
-SEED = Path(__file__).resolve().parents[3] / "shared" / "seed" / "tables"
+from tests.fixtures import SEED_TABLES
+
+SEED = SEED_TABLES  # the manual's tables, carried in tests/data/seed-tables
 MANUAL_SETTINGS = {
     "model": "/models/qwen2-7b",
     "max_num_seqs": 256,
@@ -41,15 +42,14 @@ def test_vllm_args_follow_the_manuals_command():
         "--gpu-memory-utilization=0.9", "--num-scheduler-steps=8", "--quantization=awq",
         "--trust-remote-code",
     ]  # fmt: skip
-    if (SEED / "serving_params.yaml").is_file():
-        manual = yaml.safe_load((SEED / "serving_params.yaml").read_text())["vllm_openai_server"][
-            "launch_command"
-        ]
-        command = " ".join(
-            line.rstrip("\\ ") for line in manual.splitlines() if not line.startswith(("export", "#"))
-        )
-        flags = [word.split("=")[0] for word in shlex.split(command) if word.startswith("--")]
-        assert [arg.split("=")[0] for arg in args] == flags
+    manual = yaml.safe_load((SEED / "serving_params.yaml").read_text())["vllm_openai_server"][
+        "launch_command"
+    ]
+    command = " ".join(
+        line.rstrip("\\ ") for line in manual.splitlines() if not line.startswith(("export", "#"))
+    )
+    flags = [word.split("=")[0] for word in shlex.split(command) if word.startswith("--")]
+    assert [arg.split("=")[0] for arg in args] == flags
     minimal = serving.vllm_args(
         {"model": "/m", "port": 8000, "host": "0.0.0.0", "extra_args": ["--enforce-eager"]}
     )
@@ -97,8 +97,7 @@ def test_each_check_before_launch(case):
 
 def test_mindie_config_for_two_nodes_is_the_manuals_example():
     example = json.loads(serving.MINDIE_BASE.read_text())
-    if (SEED / "mindie_config_example.json").is_file():
-        assert json.loads((SEED / "mindie_config_example.json").read_text()) == example
+    assert json.loads((SEED / "mindie_config_example.json").read_text()) == example
     settings = {
         "master_address": "7.242.110.112", "model_name": "DeepSeek-V3",
         "model_weight_path": "/data/model/DeepSeek-V3-w8a8", "npu_device_ids": [0, 1, 2, 3],

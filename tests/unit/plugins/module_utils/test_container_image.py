@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from container_image import (
+from ansible_collections.npufleet.ascend.plugins.module_utils.container_image import (
     check_reference,
     classify_failure,
     failure_message,

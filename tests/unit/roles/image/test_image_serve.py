@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-SERVER = Path(__file__).resolve().parents[2] / "roles/image/files/npufleet-image-serve.py"
+SERVER = Path(__file__).resolve().parents[4] / "roles/image/files/npufleet-image-serve.py"
 
 
 def free_port() -> int:
