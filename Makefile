@@ -27,13 +27,12 @@ lab-down:
 
 # vermin: plugins/modules and plugins/module_utils run on the nodes' Python, 3.8 and later. Annotations are
 # not evaluated there: every file imports annotations from __future__ (ruff's FA102 flags one that does not).
-# ansible-lint: its own excludes restated (--exclude replaces them), then collections/ (a link back to
-# this checkout, walked 40 levels deep otherwise) and tests/data/ (recorded outputs, not Ansible content).
+# ansible-lint's settings (profile, excluded paths) are in .ansible-lint.
 lint: setup
 	ruff check .
 	ruff format --check .
 	vermin --target=3.8- --no-tips --violations --no-make-paths-absolute plugins/modules plugins/module_utils
-	ansible-lint --profile production --exclude .cache .git .hg .svn .tox collections/ tests/data/
+	ansible-lint
 
 unit: setup
 	pytest -q tests/unit
