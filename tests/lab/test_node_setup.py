@@ -113,7 +113,10 @@ def test_the_installed_collection_runs_site_on_the_converged_nodes(fresh_lab, tm
                               str(elsewhere / "collections"), str(tarball)],
                              cwd=elsewhere, env=env, capture_output=True, text=True, check=False)  # fmt: skip
     assert install.returncode == 0, install.stderr
-    run = subprocess.run([str(bin_dir / "ansible-playbook"), "-i", str(fresh_lab), "npufleet.ascend.site"],
+    # Reports are written beside the playbooks by default (npufleet_report_dir), which for an installed
+    # collection is inside it: point them at the checkout's, where the first runs wrote theirs.
+    run = subprocess.run([str(bin_dir / "ansible-playbook"), "-i", str(fresh_lab), "npufleet.ascend.site",
+                          "-e", f"npufleet_report_dir={root / 'reports'}"],
                          cwd=elsewhere, env=env, capture_output=True, text=True, check=False)  # fmt: skip
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
     recap = run.stdout[run.stdout.rindex("PLAY RECAP") :]
