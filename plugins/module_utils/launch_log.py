@@ -138,10 +138,12 @@ def parse_probe(output: str) -> dict:
 
 
 def stop_line(state_dir: str) -> str:
-    """Signal the run's whole session (TERM, then KILL after 10 s)."""
+    """Signal the run's whole session (TERM, then KILL after 10 s), and return once every process of
+    its group is gone: the leader often exits first while torchrun's workers are still cleaning up."""
     state = shlex.quote(state_dir)
     return (
         f'pid=$(cat {state}/pid 2>/dev/null) || exit 0; kill -TERM -- -"$pid" 2>/dev/null || exit 0; '
-        'for i in $(seq 20); do kill -0 "$pid" 2>/dev/null || exit 0; sleep 0.5; done; '
-        'kill -KILL -- -"$pid" 2>/dev/null; true'
+        'for i in $(seq 20); do kill -0 -- -"$pid" 2>/dev/null || exit 0; sleep 0.5; done; '
+        'kill -KILL -- -"$pid" 2>/dev/null; '
+        'for i in $(seq 10); do kill -0 -- -"$pid" 2>/dev/null || exit 0; sleep 0.5; done; true'
     )

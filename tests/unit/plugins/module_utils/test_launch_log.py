@@ -91,3 +91,22 @@ def test_stop_line_ends_the_whole_session(tmp_path):
     assert run.wait(timeout=15) is not None
     alive = subprocess.run(["pgrep", "-s", str(pid)], capture_output=True, text=True, check=False)
     assert alive.stdout.strip() == ""
+
+
+def test_stop_line_returns_only_when_slow_workers_are_gone(tmp_path):
+    """The leader exits at TERM at once; a worker takes 3 s to clean up (as torchrun's do): the stop
+    must wait for it, not return when the leader is gone."""
+    log, state = tmp_path / "run.log", tmp_path / "run.log.state"
+    worker = "bash -c 'trap \"sleep 3; exit 0\" TERM; while true; do sleep 0.2; done' & wait"
+    # Started in the background of a shell that exits, so that init reaps the leader as the container's
+    # runtime does for docker exec -d (a zombie leader would still count as alive).
+    subprocess.run(["bash", "-c", launch_log.wrapper(worker, str(log), str(state)) + " &"], check=True)
+    for _ in range(50):
+        if (state / "pid").exists() and (state / "pid").read_text().strip():
+            break
+        subprocess.run(["sleep", "0.1"], check=True)
+    pid = int((state / "pid").read_text())
+    subprocess.run(["sleep", "0.5"], check=True)
+    subprocess.run(["bash", "-c", launch_log.stop_line(str(state))], check=True, timeout=30)
+    alive = subprocess.run(["pgrep", "-g", str(pid)], capture_output=True, text=True, check=False)
+    assert alive.stdout.strip() == ""
