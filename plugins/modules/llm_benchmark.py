@@ -95,7 +95,7 @@ options:
     default: {}
   timeout:
     description: Seconds one request may take.
-    type: int
+    type: float
     default: 600
   dest:
     description: The report's folder (created), on the controller with V(npufleet), on the node with V(vllm).
@@ -173,7 +173,7 @@ SPEC = dict(
         "dataset": {"type": "path"},
         "warmup": {"type": "int", "default": 2},
         "slo": {"type": "dict", "default": {}},
-        "timeout": {"type": "int", "default": 600},
+        "timeout": {"type": "float", "default": 600},
         "dest": {"type": "path", "required": True},
     },
     mutually_exclusive=[["concurrency", "rate"]],

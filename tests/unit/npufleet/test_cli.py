@@ -140,9 +140,10 @@ def test_bench_with_url_gives_the_entry_point_the_modules_options(monkeypatch, t
 
     args = build_parser().parse_args(
         ["bench", "--url", "http://127.0.0.1:9", "--model", "m", "--rate", "1,2", "--seed", "3",
-         "--slo-ttft-ms", "500", "--out", str(tmp_path)]
+         "--slo-ttft-ms", "500", "--request-timeout", "2.5", "--out", str(tmp_path)]
     )  # fmt: skip
     checked = entry.options(bench.benchmark_params(args))
+    assert checked["timeout"] == 2.5  # seconds, fractions too, as the command line always took
     assert (checked["rate"], checked["concurrency"], checked["seed"]) == ([1.0, 2.0], [], 3)
     assert checked["slo"] == {"ttft_ms": 500.0} and checked["dest"] == str(tmp_path)
     called = []
