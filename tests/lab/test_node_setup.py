@@ -72,32 +72,10 @@ def test_site_converges_from_scratch_then_changes_nothing(fresh_lab):
     }
 
 
-def test_settings_survive_a_reboot(fresh_lab):
-    name = f"{LAB}-node2"
-    docker.from_env().containers.get(name).restart()
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if node_exec(name, "systemctl is-active npufleet-metadata-guard")[0] == 0:
-            break
-        time.sleep(1)
-    assert node_exec(name, "iptables -C DOCKER-USER -d 169.254.169.254/32 -j DROP")[0] == 0
-    assert node_exec(name, "cat /proc/sys/net/ipv4/ip_forward")[1] == "1"
-    assert node_exec(name, "docker info --format '{{.LiveRestoreEnabled}}'")[1] == "true"
-
-
-def test_platform_choices_for_systems_without_a_lab_image(fresh_lab):
-    result = run_playbook(str(PLAYBOOKS / "platform_choices.yml"), fresh_lab, limit=f"{LAB}-node1")
-    assert result.succeeded, result.first_failure()
-
-
-def test_node_roles_refuse_bad_input(fresh_lab):
-    result = run_playbook(str(PLAYBOOKS / "node_bad_input.yml"), fresh_lab, limit=f"{LAB}-node1")
-    assert result.succeeded, result.first_failure()
-
-
 def test_the_installed_collection_runs_site_on_the_converged_nodes(fresh_lab, tmp_path):
     """The tarball, installed offline into an empty collections path in another folder (no
-    ansible.cfg there), runs npufleet.ascend.site on the lab: the same content, so nothing changes."""
+    ansible.cfg there), runs npufleet.ascend.site on the lab: the same content, so nothing changes.
+    It runs right after the converge test, before the tests below change the nodes on purpose."""
     bin_dir = Path(sys.executable).parent
     root = Path(__file__).resolve().parents[2]
     galaxy = str(bin_dir / "ansible-galaxy")
@@ -122,3 +100,26 @@ def test_the_installed_collection_runs_site_on_the_converged_nodes(fresh_lab, tm
     recap = run.stdout[run.stdout.rindex("PLAY RECAP") :]
     for name in (f"{LAB}-node1", f"{LAB}-node2"):
         assert re.search(rf"{name}\s+: ok=\d+\s+changed=0\s+unreachable=0\s+failed=0", recap), recap
+
+
+def test_settings_survive_a_reboot(fresh_lab):
+    name = f"{LAB}-node2"
+    docker.from_env().containers.get(name).restart()
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if node_exec(name, "systemctl is-active npufleet-metadata-guard")[0] == 0:
+            break
+        time.sleep(1)
+    assert node_exec(name, "iptables -C DOCKER-USER -d 169.254.169.254/32 -j DROP")[0] == 0
+    assert node_exec(name, "cat /proc/sys/net/ipv4/ip_forward")[1] == "1"
+    assert node_exec(name, "docker info --format '{{.LiveRestoreEnabled}}'")[1] == "true"
+
+
+def test_platform_choices_for_systems_without_a_lab_image(fresh_lab):
+    result = run_playbook(str(PLAYBOOKS / "platform_choices.yml"), fresh_lab, limit=f"{LAB}-node1")
+    assert result.succeeded, result.first_failure()
+
+
+def test_node_roles_refuse_bad_input(fresh_lab):
+    result = run_playbook(str(PLAYBOOKS / "node_bad_input.yml"), fresh_lab, limit=f"{LAB}-node1")
+    assert result.succeeded, result.first_failure()
