@@ -57,15 +57,9 @@ DEFAULTS = {"name": "train", "container": "box"}
 
 
 @pytest.fixture
-def docker(tmp_path, monkeypatch):
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    script = bin_dir / "docker"
-    script.write_text(FAKE_DOCKER, encoding="utf-8")
-    script.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+def docker(stand_in, tmp_path, monkeypatch):
     monkeypatch.setitem(DEFAULTS, "record_dir", str(tmp_path / "records"))
-    return bin_dir
+    return stand_in("docker", FAKE_DOCKER)
 
 
 def calls(docker: Path) -> list[list[str]]:

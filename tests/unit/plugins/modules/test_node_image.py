@@ -46,14 +46,8 @@ else:
 
 
 @pytest.fixture
-def docker(tmp_path, monkeypatch):
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    script = bin_dir / "docker"
-    script.write_text(FAKE_DOCKER, encoding="utf-8")
-    script.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
-    return bin_dir
+def docker(stand_in):
+    return stand_in("docker", FAKE_DOCKER)
 
 
 def calls(docker: Path) -> list[list[str]]:
