@@ -57,6 +57,7 @@ def vllm_args(settings: dict) -> list[str]:
         ("gpu_memory_utilization", "--gpu-memory-utilization"),
         ("num_scheduler_steps", "--num-scheduler-steps"),
         ("quantization", "--quantization"),
+        ("max_lora_rank", "--max-lora-rank"),
     )
     if not settings.get("model"):
         raise AnsibleFilterError("vllm_args: settings need 'model', the model dir in the container")
@@ -68,6 +69,10 @@ def vllm_args(settings: dict) -> list[str]:
         args.append(f"{flag}={value}")
     if settings.get("trust_remote_code"):
         args.append("--trust-remote-code")
+    # Adapters as NAME=PATH, served beside the base model under their own names.
+    modules = [str(item) for item in settings.get("lora_modules") or []]
+    if modules:
+        args += ["--enable-lora", "--lora-modules", *modules]
     args.extend(str(item) for item in settings.get("extra_args") or [])
     return args
 

@@ -47,8 +47,33 @@ FATAL_PATTERNS = (
     (
         r"User-specified max_model_len.*is greater than the d",
         "max-model-len is longer than the model allows",
-        "the manual's inference FAQ 2: lower --max-model-len to the model's seq_length or raise seq_length"
-        " in its config.json",
+        "the manual's inference FAQ 2: lower --max-model-len (serve_max_model_len) to the model's"
+        " max_position_embeddings or seq_length, or raise that in its config.json",
+    ),
+    # vLLM's start-up failures, as its OpenAI server prints them (tests/data/vllm_cpu/).
+    (
+        r"error: unrecognized arguments: .*|error: argument --[\w-]+: .*",
+        "the server rejects a command-line flag",
+        "remove or fix that flag: in serve_extra_args, or the serve_* variable that renders it (set it to 0 or"
+        " empty to leave the flag out where this release of the server does not have it)",
+    ),
+    (
+        r"\[Errno 98\] (?:error while attempting to bind.*|Address already in use)",
+        "the serving port is already taken on the node",
+        "another process listens on serve_port: stop it (another server, or 'npufleet teardown') or pick"
+        " another serve_port",
+    ),
+    (
+        r"less than requested memory for kv|No available memory for the cache blocks|"
+        r"larger than the available KV cache memory|KV cache memory is not enough",
+        "the KV cache does not fit in memory",
+        "ask for a smaller KV cache: VLLM_CPU_KVCACHE_SPACE (GiB) or --kv-cache-memory-bytes on the CPU,"
+        " serve_gpu_memory_utilization on NPUs; or lower serve_max_model_len or serve_max_num_seqs",
+    ),
+    (
+        r"Unsupported CPU attention configuration.*",
+        "vLLM's CPU attention does not support this model's head size",
+        "serve a model whose hidden_size / num_attention_heads is 32, 64, 80, 96, 112, 128, 256 or 512",
     ),
 )
 _COMPILED = tuple((re.compile(pattern), meaning, hint) for pattern, meaning, hint in FATAL_PATTERNS)
@@ -64,7 +89,10 @@ def find_fatal(text: str, extra: list[dict] | None = None) -> dict | None:
             start = text.rfind("\n", 0, match.start()) + 1
             end = text.find("\n", match.end())
             line = text[start : end if end >= 0 else len(text)].strip()
-            return {"line": line[-400:], "meaning": meaning, "hint": hint}
+            if len(line) > 400:
+                # A long line (a logger's prefix, a validation error): from the match on, which says it.
+                line = text[match.start() : end if end >= 0 else len(text)].strip()[:400]
+            return {"line": line, "meaning": meaning, "hint": hint}
     return None
 
 

@@ -39,7 +39,8 @@ options:
       - V(stopped) stops the run (TERM to its session, KILL after 10 s).
       - V(status) only reports.
       - V(ready) waits up to O(timeout) seconds until O(url) answers with a 2xx status, watching the
-        process meanwhile (a server that exits or logs a known fatal error fails at once).
+        process meanwhile (a server that exits or logs a known fatal error fails at once). A server
+        not ready after O(timeout) is stopped and the task fails.
     type: str
     choices: [started, finished, stopped, status, ready]
     default: started
@@ -52,7 +53,15 @@ options:
   env:
     description:
       - Environment of the command. Values are passed to C(docker exec -e), so they are in the
-        node's process list while it starts; never pass secrets here.
+        node's process list while it starts; never pass secrets here: use O(secret_env).
+    type: dict
+    default: {}
+  secret_env:
+    description:
+      - Environment of the command that must stay secret (an API key). The values go to C(docker exec)
+        through an C(--env-file) that only root can read, removed once the command started, so they are
+        on no command line; the run's record keeps only their names. Never logged.
+      - A changed value does not restart a running command: stop it first (state V(stopped)).
     type: dict
     default: {}
   user:
@@ -213,6 +222,7 @@ diff:
 
 import json
 import os
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -330,6 +340,7 @@ class LaunchManager:
             "chdir": self.params["chdir"],
             "user": self.params["user"],
             "env": self.params["env"],
+            "secret_env": sorted(self.params["secret_env"]),
             "log_file": self.log_file,
             "started_at": time.time(),
         }
@@ -353,7 +364,14 @@ class LaunchManager:
         for key, value in sorted(self.params["env"].items()):
             options += ["-e", f"{key}={value}"]
         line = wrapper(self.params["command"], self.log_file, self.state_dir)
-        rc, out, err = self.exec_argv(["bash", "-c", line], detach=True, options=options)
+        env_file = self.secret_env_file()
+        if env_file:
+            options += ["--env-file", env_file]
+        try:
+            rc, out, err = self.exec_argv(["bash", "-c", line], detach=True, options=options)
+        finally:
+            if env_file:
+                os.unlink(env_file)
         if rc != 0:
             self.fail(
                 f"could not start {self.params['name']} in {self.container}: {err.strip() or out.strip()}"
@@ -367,6 +385,19 @@ class LaunchManager:
             if self.exec_argv(started)[0] == 0:
                 break
             time.sleep(0.1)
+
+    def secret_env_file(self) -> str:
+        """A file only its owner can read, holding O(secret_env) for ``docker exec --env-file``."""
+        secrets = self.params["secret_env"]
+        if not secrets:
+            return ""
+        for key, value in secrets.items():
+            if "\n" in str(value) or "\n" in key or "=" in key:
+                self.fail(f"secret_env {key}: names have no '=' and values no line breaks (docker's env-file)")
+        handle, path = tempfile.mkstemp(prefix="npufleet-env-")
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.writelines(f"{key}={value}\n" for key, value in sorted(secrets.items()))
+        return path
 
     def stop(self) -> None:
         self.sh(stop_line(self.state_dir), check=False)
@@ -534,8 +565,13 @@ class LaunchManager:
             # A server that ends is not ready, whatever its exit code.
             outcome["status"] = "failed"
             outcome["reason"] = "exited with code 0 before it answered"
+        if state == "ready" and outcome["status"] == "running":
+            # Never ready within the timeout: a server left half-started holds its port and memory.
+            done = self.act(f"stop {params['name']}: it was not ready in time", self.stop)
+            outcome["reason"] += " (stopped it)" if done else " (would stop it)"
+            outcome["status"] = "stopped" if done else "running"
         self.result.update(outcome)
-        unfinished = outcome["status"] == "running" and state != "status"
+        unfinished = outcome["status"] in ("running", "stopped") and state != "status"
         # A status look reports; it never fails the task.
         if params["fail_on_error"] and state != "status" and (outcome["status"] == "failed" or unfinished):
             message = f"{params['name']} in {self.container} {outcome['status']}: {outcome.get('reason', '')}"
@@ -560,6 +596,7 @@ def main() -> None:
             "command": {"type": "str"},
             "chdir": {"type": "str"},
             "env": {"type": "dict", "default": {}},
+            "secret_env": {"type": "dict", "default": {}, "no_log": True},
             "user": {"type": "str"},
             "log_file": {"type": "str"},
             "creates": {"type": "str"},

@@ -26,7 +26,7 @@ WHEELS_MOUNT = "/var/cache/npufleet-wheels"
 _VENV_SCRIPT = """apt-get install -qq -y --no-install-recommends python3-venv >/dev/null
 rm -f /var/cache/apt/archives/*.deb
 python3 -m venv {venv}
-{venv}/bin/pip install -q --no-cache-dir --no-index --find-links {wheels} {requirements}
+{venv}/bin/pip install -q --no-cache-dir --no-index --find-links {wheels} {options}{requirements}
 """
 
 
@@ -91,14 +91,18 @@ def commit_build(
     return tag
 
 
-def _venv_script(requirements: tuple[str, ...], venv: str) -> str:
+def _venv_script(requirements: tuple[str, ...], venv: str, pip_options: tuple[str, ...] = (), after: str = "") -> str:
     quoted = " ".join(f"'{item}'" for item in requirements)
-    return _VENV_SCRIPT.format(venv=venv, wheels=WHEELS_MOUNT, requirements=quoted)
+    options = "".join(f"{option} " for option in pip_options)
+    script = _VENV_SCRIPT.format(venv=venv, wheels=WHEELS_MOUNT, options=options, requirements=quoted)
+    return script + after
 
 
-def _venv_tag(base: str, repository: str, requirements: tuple[str, ...], venv: str) -> str:
+def _venv_tag(
+    base: str, repository: str, requirements: tuple[str, ...], venv: str, pip_options: tuple[str, ...] = (), after: str = ""
+) -> str:
     """The tag ``venv_image`` gives: a hash of the base, the install script and this module."""
-    recipe = "\0".join((base, _venv_script(requirements, venv), recipe_hash()))
+    recipe = "\0".join((base, _venv_script(requirements, venv, pip_options, after), recipe_hash()))
     return f"{repository}:cpu-{hashlib.sha256(recipe.encode()).hexdigest()[:12]}"
 
 
@@ -112,14 +116,17 @@ def venv_image(
     wheelhouse: Callable[[], Path],
     label: str,
     what: str,
+    pip_options: tuple[str, ...] = (),
+    after: str = "",
 ) -> str:
-    """``base`` with ``requirements`` in a venv at ``venv``, installed offline from ``wheelhouse()``.
+    """``base`` with ``requirements`` in a venv at ``venv``, installed offline from ``wheelhouse()``
+    with ``pip_options``; ``after`` is shell run once they are in.
 
     The tag is a hash of the base, the install script and this module, so the image is built once
     (``wheelhouse`` is called only then); older tags of ``repository`` are removed after a build.
     """
-    script = _venv_script(requirements, venv)
-    tag = _venv_tag(base, repository, requirements, venv)
+    script = _venv_script(requirements, venv, pip_options, after)
+    tag = _venv_tag(base, repository, requirements, venv, pip_options, after)
     if node_base_image.image_exists(client, tag):
         return tag
     wheels = wheelhouse()

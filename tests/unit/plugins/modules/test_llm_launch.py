@@ -36,6 +36,11 @@ while args[0].startswith("-"):
     elif args[0] == "-e":
         key, _, value = args[1].partition("=")
         env[key], args = value, args[2:]
+    elif args[0] == "--env-file":
+        for line in Path(args[1]).read_text().splitlines():
+            key, _, value = line.partition("=")
+            env[key] = value
+        args = args[2:]
     else:
         args = args[2:]
 argv = args[1:]
@@ -164,3 +169,32 @@ def test_a_silent_log_fails_across_calls_by_its_age(docker, tmp_path, capsys):
     assert result["status"] == "failed"
     assert result["reason"] == "its log did not grow for 1 s (stopped it)"
     assert result["actions"] == ["stop train: its log is silent"]
+
+
+def test_secret_env_reaches_the_command_but_no_argv_and_no_record(docker, tmp_path, capsys):
+    seen = tmp_path / "seen"
+    secret = "sk-lab-0123456789"
+    args = {"name": "serve", "command": f'echo "$VLLM_API_KEY" > {seen}', "log_file": str(tmp_path / "s.log"),
+            "secret_env": {"VLLM_API_KEY": secret}, "wait": True}  # fmt: skip
+    result = run_module(capsys, **args)
+    assert result["status"] == "succeeded"
+    assert seen.read_text().strip() == secret
+    assert not any(secret in word for call in calls(docker) for word in call)
+    env_files = [call[call.index("--env-file") + 1] for call in calls(docker) if "--env-file" in call]
+    assert env_files and not any(Path(path).exists() for path in env_files)
+    record = json.loads(next((tmp_path / "records").glob("*.json")).read_text())
+    assert record["secret_env"] == ["VLLM_API_KEY"]
+    assert secret not in json.dumps(record) and secret not in json.dumps(result)
+
+
+def test_a_server_never_ready_fails_at_the_timeout_and_is_stopped(docker, tmp_path, capsys):
+    log = tmp_path / "never.log"
+    started = run_module(capsys, name="never", command="sleep 60", log_file=str(log))
+    assert started["status"] == "running"
+    # A port nothing listens on: the server never answers.
+    result = run_module(capsys, name="never", state="ready", url="http://127.0.0.1:9/health", log_file=str(log),
+                        timeout=1, poll_interval=0.2)  # fmt: skip
+    assert result["failed"] and result["status"] == "stopped"
+    assert "not ready after 1 s" in result["msg"] and "(stopped it)" in result["msg"]
+    after = run_module(capsys, name="never", state="status", log_file=str(log))
+    assert after["status"] != "running"
