@@ -54,8 +54,8 @@ FATAL_PATTERNS = (
     (
         r"error: unrecognized arguments: .*|error: argument --[\w-]+: .*",
         "the server rejects a command-line flag",
-        "remove or fix that flag: in serve_extra_args, or the serve_* variable that renders it (set it to 0 or"
-        " empty to leave the flag out where this release of the server does not have it)",
+        "remove or fix that flag: in serve_extra_args, or the serve_* variable that renders it (set it to 0"
+        " or empty to leave the flag out where this release of the server does not have it)",
     ),
     (
         r"\[Errno 98\] (?:error while attempting to bind.*|Address already in use)",

@@ -393,7 +393,7 @@ class LaunchManager:
             return ""
         for key, value in secrets.items():
             if "\n" in str(value) or "\n" in key or "=" in key:
-                self.fail(f"secret_env {key}: names have no '=' and values no line breaks (docker's env-file)")
+                self.fail(f"secret_env {key}: a name without '=' and a value without line breaks, please")
         handle, path = tempfile.mkstemp(prefix="npufleet-env-")
         with os.fdopen(handle, "w", encoding="utf-8") as out:
             out.writelines(f"{key}={value}\n" for key, value in sorted(secrets.items()))

@@ -248,7 +248,9 @@ def serve(inventory: Path, **extravars):
 def test_serve_the_trained_adapter_pass_the_gates_and_benchmark_it(train_lab, reports, tmp_path):
     trained = train(train_lab, reports, limit=NODES[0], train_name="sft-one")  # skipped when done
     assert trained.succeeded, trained.first_failure()
+    # LLaMA-Factory's API, the lab's second engine (vLLM is its first), in the training container.
     settings = {"serve_name": "lab-api", "serve_port": 8100, "serve_served_model_name": "tiny-sft",
+                "serve_engine": "llamafactory",
                 "serve_adapter_path": "/workspace/output/sft-one"}  # fmt: skip
     first = serve(train_lab, **settings)
     assert first.succeeded, first.first_failure()
@@ -288,7 +290,9 @@ def test_serve_the_trained_adapter_pass_the_gates_and_benchmark_it(train_lab, re
         ({"serve_model_path": "/workspace/data/lab"}, "the model dir has no config.json"),
         ({"serve_model_path": "/workspace/nothing"}, "/workspace/nothing is not a readable dir in container"),
         ({"serve_adapter_path": "/workspace/output/never"},
-         "has no adapter at /workspace/output/never (no adapter_config.json) in its container"),
+         "/workspace/output/never (no adapter_config.json) in container npufleet-inference"),
+        ({"serve_engine": "llamafactory", "serve_adapter_path": "/workspace/output/never"},
+         "/workspace/output/never (no adapter_config.json) in container npufleet-workload"),
     ],
 )  # fmt: skip
 def test_serving_checks_refuse_bad_settings_before_launch(train_lab, extravars, message):
@@ -299,8 +303,135 @@ def test_serving_checks_refuse_bad_settings_before_launch(train_lab, extravars, 
 
 
 def test_a_server_that_dies_fails_the_gate_with_its_log(train_lab):
-    result = serve(train_lab, serve_name="dying-api", serve_port=8102, serve_template="no_such_template")
+    result = serve(train_lab, serve_name="dying-api", serve_port=8102, serve_engine="llamafactory",
+                   serve_template="no_such_template")  # fmt: skip
     assert not result.succeeded
     message = result.first_failure()
     assert "serve-dying-api in npufleet-workload failed: exited with code 1" in message
     assert "no_such_template" in message  # the log's tail says why
+
+
+# vLLM's CPU build, the lab's serving engine, in the inference container beside the training one.
+INFERENCE = "npufleet-inference"
+SECRET = "sk-lab-test-7f3a9c"
+
+
+def vllm_processes() -> str:
+    return node_exec(NODES[0], f"docker exec {INFERENCE} pgrep -af vllm.entrypoints ; true")[1]
+
+
+def test_vllm_serves_the_trained_adapter_behind_an_api_key(train_lab, reports, tmp_path):
+    trained = train(train_lab, reports, limit=NODES[0], train_name="sft-one")  # skipped when done
+    assert trained.succeeded, trained.first_failure()
+    settings = {"serve_name": "vllm-key", "serve_port": 8110,
+                "serve_adapter_path": "/workspace/output/sft-one",
+                "serve_api_key": SECRET, "serve_record_dir": str(tmp_path / "records")}  # fmt: skip
+    first = serve(train_lab, **settings)
+    assert first.succeeded, first.first_failure()
+    address = yaml.safe_load(train_lab.read_text())["all"]["children"]["npu_nodes"]["hosts"][NODES[0]][
+        "npufleet_node_address"
+    ]
+    models = json.loads(
+        node_exec(NODES[0], f"curl -s -H 'Authorization: Bearer {SECRET}' http://127.0.0.1:8110/v1/models")[1]
+    )
+    # The base model and the adapter, both served by vLLM.
+    assert {(item["id"], item["owned_by"]) for item in models["data"]} == {
+        ("tiny-qwen2", "vllm"), ("tiny-qwen2-sft", "vllm")}  # fmt: skip
+    # Without the key: refused; /health and /metrics stay open.
+    probe = "curl -s -o /dev/null -w '%{http_code} ' http://127.0.0.1:8110"
+    codes = node_exec(NODES[0], f"for path in v1/models health metrics; do {probe}/$path; done")[1]
+    assert codes.split() == ["401", "200", "200"]
+    # The key is on no command line, in no record, no log and no output.
+    _, processes = node_exec(NODES[0], "ps -eo args; docker exec npufleet-inference ps -eo args")
+    assert "vllm.entrypoints.openai.api_server" in processes and SECRET not in processes
+    _, leftovers = node_exec(
+        NODES[0], f"grep -rl {SECRET} /var/lib/npufleet /home/ma-user/ws/npufleet ; true"
+    )
+    assert leftovers == ""
+    assert SECRET not in first.output_tail
+    assert SECRET not in "".join(path.read_text() for path in (tmp_path / "records").glob("*.json"))
+    record = json.loads((tmp_path / "records" / f"vllm-key-{NODES[0]}.json").read_text())
+    assert (record["engine"], record["model"], record["url"]) == (
+        "vllm",
+        "tiny-qwen2-sft",
+        f"http://{address}:8110/v1",
+    )
+    assert record["api_key_required"] is True
+    again = serve(train_lab, **settings)
+    assert again.succeeded and again.hosts[NODES[0]].changed == 0, again.hosts[NODES[0]].changed_tasks
+    node_exec(NODES[0], f"docker exec {INFERENCE} pkill -f 'port=8110' ; true")
+
+
+def hold_port(port: int) -> None:
+    """A listener on the node (the containers share its network): the serving port is taken."""
+    node_exec(NODES[0], f"nohup python3 -m http.server {port} >/dev/null 2>&1 & sleep 1")
+
+
+@pytest.mark.parametrize(
+    ("case", "extravars", "meaning", "hint"),
+    [
+        ("flag", {"serve_num_scheduler_steps": 8},
+         "the server rejects a command-line flag: api_server.py: error: unrecognized arguments:"
+         " --num-scheduler-steps=8", "remove or fix that flag"),
+        # The pre-launch check reads max_position_embeddings too: an extra flag gets past it to vLLM.
+        ("maxlen", {"serve_extra_args": ["--enforce-eager", "--max-model-len=1024"]},
+         "max-model-len is longer than the model allows: User-specified max_model_len (1024) is greater",
+         "lower --max-model-len (serve_max_model_len)"),
+        ("port", {},
+         "the serving port is already taken on the node: OSError: [Errno 98] Address already in use",
+         "another process listens on serve_port"),
+        ("kv", {"serve_env": {"VLLM_CPU_KVCACHE_SPACE": "64", "HF_HUB_OFFLINE": "1"}},
+         "the KV cache does not fit in memory", "ask for a smaller KV cache"),
+    ],
+)  # fmt: skip
+def test_vllm_start_up_failures_are_named_with_the_log_and_a_hint(train_lab, case, extravars, meaning, hint):
+    port = {"flag": 8111, "maxlen": 8112, "port": 8113, "kv": 8114}[case]
+    if case == "port":
+        hold_port(port)
+    try:
+        result = serve(train_lab, serve_name=f"vllm-{case}", serve_port=port, **extravars)
+    finally:
+        node_exec(NODES[0], f"pkill -f 'http.server {port}' ; true")
+    assert not result.succeeded
+    message = result.first_failure()
+    print(message)  # the gate's message as the user sees it (pytest -s shows it)
+    gate = f"The vllm server on {NODES[0]} did not pass the health gates: serve-vllm-{case} in {INFERENCE}"
+    assert f"{gate} failed" in message
+    assert meaning in message and f"Hint: {hint}" in message and "Log tail (" in message
+    assert f"port={port}" not in vllm_processes()
+
+
+def test_a_model_without_tokenizer_files_is_refused_before_vllm_starts(train_lab):
+    node_exec(NODES[0], "mkdir -p /home/ma-user/ws/models/no-tokenizer && cd /home/ma-user/ws/models &&"
+                        " cp tiny-qwen2/config.json tiny-qwen2/model.safetensors no-tokenizer/")  # fmt: skip
+    result = serve(
+        train_lab, serve_name="vllm-notok", serve_port=8115, serve_model_path="/workspace/models/no-tokenizer"
+    )
+    assert not result.succeeded
+    assert "the model dir has no tokenizer files" in result.first_failure()
+    assert node_exec(NODES[0], "test -e /home/ma-user/ws/npufleet/logs/serve-vllm-notok.log")[0] == 1
+
+
+def test_a_server_not_ready_in_time_fails_and_is_left_stopped(train_lab):
+    # vLLM needs 20 s or more to start here: 3 s is too short.
+    result = serve(train_lab, serve_name="vllm-slow", serve_port=8116, serve_start_timeout=3)
+    assert not result.succeeded
+    message = result.first_failure()
+    assert "not ready after 3 s (http://127.0.0.1:8116/health" in message and "(stopped it)" in message
+    assert "port=8116" not in vllm_processes()
+
+
+def test_the_two_containers_never_map_the_same_npu_unless_told(train_lab):
+    overlap = {"npu_inference_container_npus": [3, 4, 5, 6, 7]}
+    refused = run_playbook("container.yml", train_lab, limit=NODES[0], extravars=overlap)
+    assert not refused.succeeded
+    assert (
+        "device(s) already in use: /dev/davinci3 held by container npufleet-workload"
+        in refused.first_failure()
+    )
+    shared = run_playbook("container.yml", train_lab, limit=NODES[0], check=True,
+                          extravars=overlap | {"npu_inference_container_shares_npus": True})  # fmt: skip
+    assert shared.succeeded, shared.first_failure()
+    # Nothing was changed by either: the inference container still maps NPUs 4-7.
+    _, devices = node_exec(NODES[0], f"docker inspect -f '{{{{.HostConfig.Devices}}}}' {INFERENCE}")
+    assert "/dev/davinci3 " not in devices and "/dev/davinci4" in devices

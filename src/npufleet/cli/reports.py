@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -43,15 +44,26 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _answers(url: str, timeout: float = 3.0) -> str:
-    """What ``GET {url}/models`` says: "yes", or why not (servers with an API key answer 401)."""
+API_KEY_ENV = "NPUFLEET_API_KEY"
+
+
+def _answers(url: str, api_key: str = "", timeout: float = 3.0) -> tuple[str, list[dict]]:
+    """What ``GET {url}/models`` says: "yes" and the models listed (id, owned_by), or why not
+    (a server with an API key answers 401 to a request without it)."""
+    request = urllib.request.Request(f"{url}/models")
+    if api_key:
+        request.add_header("Authorization", f"Bearer {api_key}")
     try:
-        with urllib.request.urlopen(f"{url}/models", timeout=timeout) as response:
-            return "yes" if response.status == 200 else f"HTTP {response.status}"
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            if response.status != 200:
+                return f"HTTP {response.status}", []
+            listed = json.loads(response.read() or b"{}").get("data") or []
+            return "yes", [{"id": item.get("id"), "owned_by": item.get("owned_by")} for item in listed]
     except urllib.error.HTTPError as error:
-        return f"HTTP {error.code}"
-    except (urllib.error.URLError, OSError) as error:
-        return f"no ({getattr(error, 'reason', error)})"
+        needs = f" (it needs an API key: set {API_KEY_ENV})" if error.code == 401 and not api_key else ""
+        return f"HTTP {error.code}{needs}", []
+    except (urllib.error.URLError, OSError, ValueError) as error:
+        return f"no ({getattr(error, 'reason', error)})", []
 
 
 def cmd_endpoints(args: argparse.Namespace) -> int:
@@ -68,7 +80,8 @@ def cmd_endpoints(args: argparse.Namespace) -> int:
             ) from None
         if not url.startswith(("http://", "https://")):
             raise ValueError(f"{path}: url {url!r} is not http(s): delete it, then run 'npufleet serve'")
-        records.append(record | {"url": url, "answers": _answers(url)})
+        answers, models = _answers(url, os.environ.get(API_KEY_ENV, ""))
+        records.append(record | {"url": url, "answers": answers, "models": models})
     if not records:
         raise ValueError(
             f"no served model is recorded in {folder}: run 'npufleet serve' (or 'npufleet up') first"
@@ -82,6 +95,9 @@ def cmd_endpoints(args: argparse.Namespace) -> int:
             print(
                 f"{where}: model {record.get('model', '?')} at {record['url']}, answers: {record['answers']}"
             )
+            if record["models"]:
+                listed = ", ".join(f"{item['id']} (owned_by {item['owned_by']})" for item in record["models"])
+                print(f"  /v1/models: {listed}")
         first = next((record for record in records if record["answers"] == "yes"), records[0])
         body = json.dumps(
             {
@@ -91,5 +107,8 @@ def cmd_endpoints(args: argparse.Namespace) -> int:
             }
         )
         print("try it:")
-        print(f"  curl -s {first['url']}/chat/completions -H 'Content-Type: application/json' -d '{body}'")
+        # The key stays in the environment: the line names the variable, never its value.
+        auth = f' -H "Authorization: Bearer ${API_KEY_ENV}"' if first.get("api_key_required") else ""
+        headers = f"-H 'Content-Type: application/json'{auth}"
+        print(f"  curl -s {first['url']}/chat/completions {headers} -d '{body}'")
     return 0 if any(record["answers"] == "yes" for record in records) else EXIT_FAILED

@@ -91,18 +91,16 @@ def commit_build(
     return tag
 
 
-def _venv_script(requirements: tuple[str, ...], venv: str, pip_options: tuple[str, ...] = (), after: str = "") -> str:
+def _venv_script(requirements: tuple[str, ...], venv: str, pip_options: tuple[str, ...], after: str) -> str:
     quoted = " ".join(f"'{item}'" for item in requirements)
     options = "".join(f"{option} " for option in pip_options)
     script = _VENV_SCRIPT.format(venv=venv, wheels=WHEELS_MOUNT, options=options, requirements=quoted)
     return script + after
 
 
-def _venv_tag(
-    base: str, repository: str, requirements: tuple[str, ...], venv: str, pip_options: tuple[str, ...] = (), after: str = ""
-) -> str:
+def _venv_tag(base: str, repository: str, script: str) -> str:
     """The tag ``venv_image`` gives: a hash of the base, the install script and this module."""
-    recipe = "\0".join((base, _venv_script(requirements, venv, pip_options, after), recipe_hash()))
+    recipe = "\0".join((base, script, recipe_hash()))
     return f"{repository}:cpu-{hashlib.sha256(recipe.encode()).hexdigest()[:12]}"
 
 
@@ -126,7 +124,7 @@ def venv_image(
     (``wheelhouse`` is called only then); older tags of ``repository`` are removed after a build.
     """
     script = _venv_script(requirements, venv, pip_options, after)
-    tag = _venv_tag(base, repository, requirements, venv, pip_options, after)
+    tag = _venv_tag(base, repository, script)
     if node_base_image.image_exists(client, tag):
         return tag
     wheels = wheelhouse()

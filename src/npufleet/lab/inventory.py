@@ -154,10 +154,11 @@ def _inference_vars(inference: dict, shared: Path) -> dict:
     what the CPU needs differs from a fleet's settings (tensor parallel 1, a KV cache size, no NPU
     variables), and the NPUs are split between the two containers."""
     name, _, tag = inference["tag"].partition(":")
+    archive = workload_image.SHARED_MOUNT + "/" + str(inference["archive"].relative_to(shared))
     return {
         "image_inference_name": name,
         "image_inference_tag": tag,
-        "image_inference_archive_path": workload_image.SHARED_MOUNT + "/" + str(inference["archive"].relative_to(shared)),
+        "image_inference_archive_path": archive,
         "npu_container_npus": [0, 1, 2, 3],
         "npu_inference_container_name": "npufleet-inference",
         "npu_inference_container_npus": [4, 5, 6, 7],

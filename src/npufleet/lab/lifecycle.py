@@ -16,8 +16,8 @@ from pathlib import Path
 import docker
 import docker.errors
 
-from npufleet.lab import inventory as lab_inventory
 from npufleet.lab import inference_image, node_base_image, npu_state, registry, workload_image
+from npufleet.lab import inventory as lab_inventory
 from npufleet.lab.containers import (
     LABEL,
     LabError,

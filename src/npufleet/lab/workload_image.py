@@ -65,7 +65,8 @@ def download_dir() -> Path:
 
 
 # Wheels for the nodes' Python (the lab's node image is Debian bookworm: Python 3.11, glibc 2.36).
-_PLATFORMS = tuple(f"manylinux_2_{minor}_x86_64" for minor in (5, 17, 24, 26, 27, 28, 31, 34, 35, 36)) + (
+_PLATFORMS = (
+    *(f"manylinux_2_{minor}_x86_64" for minor in (5, 17, 24, 26, 27, 28, 31, 34, 35, 36)),
     "manylinux2014_x86_64",
     "linux_x86_64",
     "any",
@@ -81,9 +82,10 @@ def download_wheels(requirements: tuple[str, ...], what: str, *, no_deps: bool =
         return folder
     folder.mkdir(parents=True, exist_ok=True)
     log.info("downloading the %s wheelhouse into %s", what, folder)
-    platforms = [word for platform in _PLATFORMS for word in ("--platform", platform)]
+    options = [word for platform in _PLATFORMS for word in ("--platform", platform)]
+    options += ["--no-deps"] if no_deps else []
     cmd = [sys.executable, "-m", "pip", "download", "-q", "-d", str(folder), "--only-binary=:all:",
-           "--python-version", "3.11", *platforms, *(["--no-deps"] if no_deps else []), *requirements]  # fmt: skip
+           "--python-version", "3.11", *options, *requirements]  # fmt: skip
     result = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise LabError(

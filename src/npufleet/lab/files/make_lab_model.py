@@ -2,8 +2,9 @@
 
 OUT/models/tiny-qwen2: a BPE tokenizer (512 tokens, ChatML template) and a random Qwen2 model
 (hidden 128, 4 heads of 32, 2 layers; vLLM's CPU attention takes head sizes of 32 and more, and it
-serves up to max_position_embeddings tokens) saved with save_pretrained; OUT/datasets/lab: an alpaca-format SFT set, a
-preference set (chosen/rejected) for DPO and RM, and dataset_info.json. Seeded: same files each run.
+serves up to max_position_embeddings tokens) saved with save_pretrained;
+OUT/datasets/lab: an alpaca-format SFT set, a preference set (chosen/rejected) for DPO and RM, and
+dataset_info.json. Seeded: same files each run.
 """
 
 import json
