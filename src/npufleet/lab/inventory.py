@@ -144,9 +144,21 @@ def _training_vars(workload: dict) -> dict:
     }
     if "inference" in workload:
         result |= _inference_vars(workload["inference"], shared)
+        # The vision-language model and its picture, for the multimodal request (not served by default).
+        vision = workload["inference"]["assets"]
+        result["train_assets"] += [
+            {"name": "tiny vision-language model", "path": _on_nodes(vision["vision_model"], shared),
+             "dest": "models/tiny-idefics3"},
+            {"name": "lab picture", "path": _on_nodes(vision["image"].parent, shared), "dest": "data/images"},
+        ]  # fmt: skip
     else:
         result["serve_engine"] = "llamafactory"
     return result
+
+
+def _on_nodes(path: Path, shared: Path) -> str:
+    """Where a file of the lab's shared folder is on the nodes."""
+    return workload_image.SHARED_MOUNT + "/" + str(path.relative_to(shared))
 
 
 def _inference_vars(inference: dict, shared: Path) -> dict:
@@ -154,7 +166,7 @@ def _inference_vars(inference: dict, shared: Path) -> dict:
     what the CPU needs differs from a fleet's settings (tensor parallel 1, a KV cache size, no NPU
     variables), and the NPUs are split between the two containers."""
     name, _, tag = inference["tag"].partition(":")
-    archive = workload_image.SHARED_MOUNT + "/" + str(inference["archive"].relative_to(shared))
+    archive = _on_nodes(inference["archive"], shared)
     return {
         "image_inference_name": name,
         "image_inference_tag": tag,

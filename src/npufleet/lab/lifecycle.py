@@ -131,6 +131,7 @@ def up(
             workload_training["inference"] = {
                 "tag": inference_tag,
                 "archive": workload_image.archive(client, inference_tag),
+                "assets": inference_image.assets(client, inference_tag),
             }
             shared = {str(workload_image.shared_dir()): {"bind": workload_image.SHARED_MOUNT, "mode": "ro"}}
         if registry_image is not None:

@@ -141,25 +141,32 @@ def archive(client: docker.DockerClient, tag: str) -> Path:
     return path
 
 
-def assets(client: docker.DockerClient, tag: str) -> dict[str, Path]:
-    """The tiny model and datasets, generated in the training image (seeded: same files each time)."""
-    script = GENERATOR.read_bytes()
-    folder = shared_dir() / "assets" / _hash(script, tag)
-    result = {"model": folder / "models" / "tiny-qwen2", "datasets": folder / "datasets" / "lab"}
+def generate(client: docker.DockerClient, tag: str, script: Path, what: str) -> Path:
+    """Run a generator ``script`` in image ``tag`` with no network, writing into a shared folder
+    named by the script and image; done once (seeded scripts: same files each time)."""
+    code = script.read_bytes()
+    folder = shared_dir() / "assets" / _hash(code, tag)
     if (folder / ".complete").is_file():
-        return result
+        return folder
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
-    log.info("generating the lab model and datasets in %s", folder)
+    log.info("generating %s in %s", what, folder)
     output = client.containers.run(
         tag,
-        ["python3", "-c", script.decode(), "/out"],
+        ["python3", "-c", code.decode(), "/out"],
         volumes={str(folder): {"bind": "/out", "mode": "rw"}},
         working_dir="/out",
         network_mode="none",  # no model hub: everything is generated here
+        environment={"HF_HUB_OFFLINE": "1"},
         remove=True,
         stderr=True,
     )
     log.debug("%s", output)
     (folder / ".complete").write_text(tag + "\n", encoding="utf-8")
-    return result
+    return folder
+
+
+def assets(client: docker.DockerClient, tag: str) -> dict[str, Path]:
+    """The tiny model and datasets, generated in the training image."""
+    folder = generate(client, tag, GENERATOR, "the lab model and datasets")
+    return {"model": folder / "models" / "tiny-qwen2", "datasets": folder / "datasets" / "lab"}

@@ -58,7 +58,14 @@ def test_vllm_args_follow_the_manuals_command():
     adapter = serving.vllm_args(
         {"model": "/m", "port": 8000, "lora_modules": ["m-sft=/out/sft"], "max_lora_rank": 16}
     )
-    assert adapter == ["--model=/m", "--port=8000", "--max-lora-rank=16", "--enable-lora", "--lora-modules", "m-sft=/out/sft"]
+    assert adapter == [
+        "--model=/m",
+        "--port=8000",
+        "--max-lora-rank=16",
+        "--enable-lora",
+        "--lora-modules",
+        "m-sft=/out/sft",
+    ]
     with pytest.raises(AnsibleFilterError, match="settings need 'model'"):
         serving.vllm_args({})
 
