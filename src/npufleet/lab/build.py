@@ -22,8 +22,9 @@ log = logging.getLogger(__name__)
 
 WHEELS_MOUNT = "/var/cache/npufleet-wheels"
 
-# python3-venv comes from the apt cache the node image carries; pip takes nothing but the wheelhouse.
-_VENV_SCRIPT = """apt-get install -qq -y --no-install-recommends python3-venv >/dev/null
+# python3-venv (and the system libraries asked for) come from the apt cache the node image carries;
+# pip takes nothing but the wheelhouse.
+_VENV_SCRIPT = """apt-get install -qq -y --no-install-recommends python3-venv {apt_packages}>/dev/null
 rm -f /var/cache/apt/archives/*.deb
 python3 -m venv {venv}
 {venv}/bin/pip install -q --no-cache-dir --no-index --find-links {wheels} {options}{requirements}
@@ -91,11 +92,14 @@ def commit_build(
     return tag
 
 
-def _venv_script(requirements: tuple[str, ...], venv: str, pip_options: tuple[str, ...], after: str) -> str:
+def _venv_script(requirements: tuple[str, ...], venv: str, options: dict) -> str:
     quoted = " ".join(f"'{item}'" for item in requirements)
-    options = "".join(f"{option} " for option in pip_options)
-    script = _VENV_SCRIPT.format(venv=venv, wheels=WHEELS_MOUNT, options=options, requirements=quoted)
-    return script + after
+    pip_options = "".join(f"{option} " for option in options.get("pip_options", ()))
+    apt_packages = "".join(f"{package} " for package in options.get("apt_packages", ()))
+    script = _VENV_SCRIPT.format(
+        venv=venv, wheels=WHEELS_MOUNT, options=pip_options, requirements=quoted, apt_packages=apt_packages
+    )
+    return script + options.get("after", "")
 
 
 def _venv_tag(base: str, repository: str, script: str) -> str:
@@ -115,15 +119,18 @@ def venv_image(
     label: str,
     what: str,
     pip_options: tuple[str, ...] = (),
+    apt_packages: tuple[str, ...] = (),
     after: str = "",
 ) -> str:
     """``base`` with ``requirements`` in a venv at ``venv``, installed offline from ``wheelhouse()``
-    with ``pip_options``; ``after`` is shell run once they are in.
+    with ``pip_options``, and ``apt_packages`` from the base's apt cache; ``after`` is shell run
+    once they are in.
 
     The tag is a hash of the base, the install script and this module, so the image is built once
     (``wheelhouse`` is called only then); older tags of ``repository`` are removed after a build.
     """
-    script = _venv_script(requirements, venv, pip_options, after)
+    options = {"pip_options": pip_options, "apt_packages": apt_packages, "after": after}
+    script = _venv_script(requirements, venv, options)
     tag = _venv_tag(base, repository, script)
     if node_base_image.image_exists(client, tag):
         return tag

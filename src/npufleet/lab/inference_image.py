@@ -52,6 +52,7 @@ def build_image(client: docker.DockerClient) -> str:
         label="npufleet.lab.inference",
         what="the inference image",
         pip_options=("--no-deps",),
+        apt_packages=("libnuma1",),
         after=_METADATA_ALIAS.format(venv=VENV, version=VERSION),
     )
 

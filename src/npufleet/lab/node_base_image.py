@@ -36,8 +36,11 @@ class Recipe:
         "iptables", "kmod", "ca-certificates", "sudo", "busybox-static", "curl", "xz-utils",
     )  # fmt: skip
     # Downloaded into apt's cache at build time, so roles install them in tests without a network.
-    # python3-venv: the lab's workload images make their venvs offline, with no network at all.
-    cached_packages: tuple[str, ...] = ("docker.io", "python3-requests", "git", "git-lfs", "python3-venv")
+    # python3-venv: the lab's workload images make their venvs offline, with no network at all;
+    # libnuma1: vLLM's CPU kernels link it.
+    cached_packages: tuple[str, ...] = (
+        "docker.io", "python3-requests", "git", "git-lfs", "python3-venv", "libnuma1",
+    )  # fmt: skip
     files: tuple[str, ...] = ("npu_sim.py", "npufleet-npu-sim.service", "npufleet-procsys-rw.service")
     revision: int = 1
     extra: dict = field(default_factory=dict)
