@@ -53,7 +53,7 @@ options:
   env:
     description:
       - Environment of the command. Values are passed to C(docker exec -e), so they are in the
-        node's process list while it starts; never pass secrets here: use O(secret_env).
+        node's process list while it starts; never pass secrets here (use O(secret_env)).
     type: dict
     default: {}
   secret_env:
@@ -61,7 +61,7 @@ options:
       - Environment of the command that must stay secret (an API key). The values go to C(docker exec)
         through an C(--env-file) that only root can read, removed once the command started, so they are
         on no command line; the run's record keeps only their names. Never logged.
-      - A changed value does not restart a running command: stop it first (state V(stopped)).
+      - A changed value does not restart a running command; stop it first (state V(stopped)).
     type: dict
     default: {}
   user:
