@@ -22,8 +22,10 @@ def command(
     output_tokens: int,
     result_dir: str,
     result_file: str,
+    tokenizer: str | None = None,
 ) -> str:
-    """The shell line for one level (a concurrency, or a request rate)."""
+    """The shell line for one level (a concurrency, or a request rate). It holds no API key: vllm bench
+    serve reads that from OPENAI_API_KEY in its environment."""
     backend, path = (
         ("openai-chat", "/v1/chat/completions") if endpoint == "chat" else ("vllm", "/v1/completions")
     )
@@ -33,7 +35,13 @@ def command(
         "--random-output-len", str(output_tokens), "--num-prompts", str(requests),
         "--percentile-metrics", "ttft,tpot,itl,e2el", "--metric-percentiles", "50,90,99",
         "--save-result", "--result-dir", result_dir, "--result-filename", result_file,
+        # Every answer as long as asked, as the npufleet backend's synthetic prompts ask (ignore_eos).
+        "--ignore-eos", "--seed", "0",
     ]  # fmt: skip
+    if tokenizer:
+        # vllm bench serve loads the tokenizer from --model unless told: a served name (a LoRA adapter's)
+        # is no tokenizer, the base model's path in the container is.
+        args += ["--tokenizer", tokenizer]
     if concurrency:
         args += ["--max-concurrency", str(concurrency), "--request-rate", "inf"]
     elif rate:

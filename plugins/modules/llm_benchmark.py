@@ -46,6 +46,12 @@ options:
   container:
     description: The serving container (V(vllm) backend).
     type: str
+  tokenizer:
+    description:
+      - The tokenizer C(vllm bench serve) loads (V(vllm) backend), a path in O(container) or a name, when
+        O(model) is a served name that is none (a LoRA adapter's, or C(--served-model-name)).
+      - Default O(model).
+    type: str
   endpoint:
     description: Chat or completions API.
     type: str
@@ -97,6 +103,15 @@ options:
     description: Seconds one request may take.
     type: float
     default: 600
+  api_key:
+    description:
+      - The server's API key (vLLM's C(VLLM_API_KEY)), a secret, kept in Ansible Vault. Empty, no key is sent.
+      - "With V(npufleet), each request carries C(Authorization: Bearer <key>)."
+      - With V(vllm), C(vllm bench serve) gets it as C(OPENAI_API_KEY) from a file of mode 0600 on the node,
+        passed with C(docker exec --env-file) and removed afterwards, never on a command line.
+      - It is never written in the report.
+    type: str
+    default: ""
   dest:
     description: The report's folder (created), on the controller with V(npufleet), on the node with V(vllm).
     type: path
@@ -120,6 +135,7 @@ EXAMPLES = r"""
     concurrency: [1, 16, 64]
     requests: 200
     slo: {ttft_ms: 2000, tpot_ms: 100}
+    api_key: "{{ serve_api_key }}"  # from an Ansible Vault-encrypted vars file; empty: the server needs none
     dest: reports/bench/qwen2-7b
   run_once: true
 
@@ -162,6 +178,7 @@ SPEC = dict(
         "model": {"type": "str", "required": True},
         "backend": {"type": "str", "default": "npufleet", "choices": ["npufleet", "vllm"]},
         "container": {"type": "str"},
+        "tokenizer": {"type": "str"},
         "endpoint": {"type": "str", "default": "chat", "choices": ["chat", "completions"]},
         "stream": {"type": "bool", "default": True},
         "concurrency": {"type": "list", "elements": "int", "default": []},
@@ -174,6 +191,7 @@ SPEC = dict(
         "warmup": {"type": "int", "default": 2},
         "slo": {"type": "dict", "default": {}},
         "timeout": {"type": "float", "default": 600},
+        "api_key": {"type": "str", "default": "", "no_log": True},
         "dest": {"type": "path", "required": True},
     },
     mutually_exclusive=[["concurrency", "rate"]],
@@ -187,14 +205,36 @@ ON_THE_CONTROLLER = (
 )
 
 
+def unauthorized(runs: list) -> bool:
+    """Whether the server refused requests for want of the right API key (HTTP 401)."""
+    return any(run["summary"].get("errors", {}).get("http_401") for run in runs)
+
+
 def task_result(outcome: dict, url: str) -> dict:
     """The task's result from a benchmark's outcome ({"data": ..., "files": ...}), for either backend:
     the levels' summaries and the report's files; failed when not one request completed."""
     runs = [{key: run[key] for key in ("mode", "level", "summary")} for run in outcome["data"]["runs"]]
     result = {"changed": True, "runs": runs, "files": outcome["files"]}
     if not sum(run["summary"]["completed"] for run in runs):
-        result.update(failed=True, msg=f"every request failed against {url}: is the server up?")
+        why = (
+            "the server answered 401 Unauthorized: it requires an API key (api_key, the bench role's"
+            " bench_api_key, from serve_api_key)"
+            if unauthorized(runs)
+            else "is the server up?"
+        )
+        result.update(failed=True, msg=f"every request failed against {url}: {why}")
     return result
+
+
+def env_file(key: str) -> str:
+    """A file of mode 0600 holding OPENAI_API_KEY=<key> (for docker exec --env-file); the caller removes it.
+    The key goes to vllm bench serve by environment, never on a command line."""
+    if "\n" in key or "\r" in key:
+        raise ValueError("api_key must be one line")
+    descriptor, path = tempfile.mkstemp(prefix="npufleet-bench-", suffix=".env")  # mode 0600
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        handle.write("OPENAI_API_KEY=" + key + "\n")
+    return path
 
 
 class VllmBench:
@@ -205,6 +245,7 @@ class VllmBench:
         self.module = module
         self.params = module.params
         self.docker = ""
+        self.env_file = ""
 
     def run(self) -> dict:
         params = self.params
@@ -215,7 +256,14 @@ class VllmBench:
         self.docker = self.module.get_bin_path("docker", required=True)
         levels = [("concurrency", level) for level in params["concurrency"]]
         levels += [("rate", rate) for rate in params["rate"]]
-        runs = [self._level(mode, level) for mode, level in levels]
+        if params["api_key"]:
+            self.env_file = env_file(params["api_key"])
+        try:
+            runs = [self._level(mode, level) for mode, level in levels]
+        finally:
+            if self.env_file:
+                os.remove(self.env_file)
+                self.env_file = ""
         config = {key: params[key] for key in ("url", "model", "endpoint", "stream", "arrival")}
         config.update(
             concurrencies=params["concurrency"],
@@ -223,6 +271,7 @@ class VllmBench:
             requests_per_level=params["requests"],
             backend="vllm bench serve",
             slo=params["slo"],
+            api_key_sent=bool(params["api_key"]),
         )
         data = {"config": config, "warmup": {"requests": 0, "failed": 0}, "runs": runs}
         return {"data": data, "files": {"json": self._write(data)}}
@@ -234,9 +283,11 @@ class VllmBench:
                        concurrency=level if mode == "concurrency" else None,
                        rate=level if mode == "rate" else None, requests=params["requests"],
                        input_tokens=params["input_tokens"], output_tokens=params["output_tokens"],
-                       result_dir="/tmp", result_file=name)  # fmt: skip
+                       result_dir="/tmp", result_file=name, tokenizer=params["tokenizer"])  # fmt: skip
         container = params["container"]
-        argv = [self.docker, "exec", container, "bash", "-c", line]
+        # The key reaches vllm bench serve as OPENAI_API_KEY from a file: only the file's path is on argv.
+        env = ["--env-file", self.env_file] if self.env_file else []
+        argv = [self.docker, "exec", *env, container, "bash", "-c", line]
         rc, out, err = self.module.run_command(argv, environ_update={"LC_ALL": "C"})
         if rc != 0:
             message = (

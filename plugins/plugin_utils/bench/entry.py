@@ -61,9 +61,9 @@ def run_benchmark(params: dict) -> dict:
 
     ``params`` holds the llm_benchmark module's options: url, model and dest are required, one of
     concurrency (a list of ints) or rate (a list of floats); endpoint, stream, arrival, requests,
-    input_tokens, output_tokens, dataset, warmup, slo and timeout take the module's defaults when
-    missing. The command line may add seed, max_concurrency, ignore_eos, and image with text and
-    stop_token_ids (multimodal chat requests).
+    input_tokens, output_tokens, dataset, warmup, slo, timeout and api_key (sent as a bearer token, never
+    written in the report) take the module's defaults when missing. The command line may add seed,
+    max_concurrency, ignore_eos, and image with text and stop_token_ids (multimodal chat requests).
 
     Returns ``{"data": <the report's data: config, warmup, runs>, "files": {"json": ..., "markdown": ...,
     "png": ...}}`` (paths as strings). Raises ValueError on bad input; a server that does not answer is
@@ -93,6 +93,7 @@ def run_benchmark(params: dict) -> dict:
         warmup=checked["warmup"],
         timeout=checked["timeout"],
         slo=checked["slo"],
+        api_key=checked["api_key"],
     )
     settings.check()
     data = benchmark(settings, prompts)

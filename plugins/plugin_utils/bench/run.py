@@ -24,6 +24,11 @@ class Settings:
     warmup: int = 2
     timeout: float = 600
     slo: dict = field(default_factory=dict)
+    # A secret: sent as "Authorization: Bearer <key>", never written in the report (repr=False: nor shown).
+    api_key: str = field(default="", repr=False)
+
+    def headers(self) -> dict | None:
+        return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else None
 
     def check(self) -> None:
         if bool(self.concurrencies) == bool(self.rates):
@@ -56,7 +61,8 @@ async def run_benchmark(settings: Settings, prompts: list[Prompt]) -> dict:
 
         def sender(prompt: Prompt):
             return send(session, settings.url, settings.model, prompt, endpoint=settings.endpoint,
-                        stream=settings.stream, timeout=settings.timeout)  # fmt: skip
+                        stream=settings.stream, timeout=settings.timeout,
+                        headers=settings.headers())  # fmt: skip
 
         warm = None
         if settings.warmup:
@@ -73,7 +79,8 @@ async def run_benchmark(settings: Settings, prompts: list[Prompt]) -> dict:
                                 max_concurrency=settings.max_concurrency)  # fmt: skip
             runs.append({"mode": "rate", "level": rate} | {"summary": summarize(run, settings.slo)}
                         | {"samples": _samples(run)})  # fmt: skip
-    config = {key: value for key, value in settings.__dict__.items()}
+    config = {key: value for key, value in settings.__dict__.items() if key != "api_key"}
+    config["api_key_sent"] = bool(settings.api_key)  # whether one was sent; the key itself, never
     config["requests_per_level"] = len(prompts)
     warm_failed = sum(1 for result in warm.results if not result.ok) if warm else 0
     return {"config": config, "warmup": {"requests": settings.warmup, "failed": warm_failed}, "runs": runs}

@@ -4,6 +4,10 @@ generator's measurements are compared with). For tests and the accuracy benchmar
 
     PYTHONPATH=collections python -m \
         ansible_collections.npufleet.ascend.plugins.plugin_utils.bench.synthetic --port 8000 --ttft-ms 50
+
+With an API key (``--api-key-env NAME``: the key from that environment variable, never from argv), it
+answers /v1/ requests without ``Authorization: Bearer <key>`` as vLLM does (401, ``{"error":
+"Unauthorized"}``); /health stays open.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from typing import ClassVar
@@ -33,6 +38,7 @@ class Behaviour:
     pad_bytes: int = 0  # padding in each event, for large chunks
     split_writes: bool = False  # write every event in pieces of 7 bytes
     fail_every: int = 0  # answer HTTP 500 to every n-th request
+    api_key: str = field(default="", repr=False)  # required on /v1/ (Authorization: Bearer), like vLLM's
 
 
 @dataclass
@@ -68,9 +74,22 @@ class SyntheticServer:
             self._server.close()
             await self._server.wait_closed()
 
-    def handle(self, connection: _Connection, method: str, path: str, body: bytes, arrived: float) -> None:
+    def handle(
+        self,
+        connection: _Connection,
+        method: str,
+        path: str,
+        body: bytes,
+        arrived: float,
+        *,
+        headers: dict | None = None,
+    ) -> None:
         """Answer at once, or schedule the answer's chunks on the loop's clock (callbacks rather
         than a task per request: less work per request, so stamps stay close under load)."""
+        key = self.behaviour.api_key
+        if key and path.startswith("/v1/") and (headers or {}).get("authorization") != f"Bearer {key}":
+            connection.respond_json(401, {"error": "Unauthorized"})  # vLLM's answer without the key
+            return
         try:
             if method == "GET" and path == "/health":
                 connection.respond(200, b"ok", "text/plain")
@@ -176,6 +195,7 @@ class _Connection(asyncio.Protocol):
     _REASONS: ClassVar[dict[int, str]] = {
         200: "OK",
         400: "Bad Request",
+        401: "Unauthorized",
         404: "Not Found",
         500: "Internal Server Error",
     }
@@ -225,8 +245,9 @@ class _Connection(asyncio.Protocol):
         self.buffer = self.buffer[head_end + 4 + length :]
         # Answered on the loop's next turn: the other connections' bytes that are ready now get
         # their arrival stamped first, rather than after this request's answer is built.
+        route = path.split("?", 1)[0]
         asyncio.get_running_loop().call_soon(
-            self.server.handle, self, method, path.split("?", 1)[0], body, arrived
+            lambda: self.server.handle(self, method, route, body, arrived, headers=headers)
         )
 
     def _head(self, status: int, headers: dict) -> bytes:
@@ -269,9 +290,13 @@ def main() -> None:
     parser.add_argument("--ttft-ms", type=float, default=50)
     parser.add_argument("--itl-ms", type=float, default=10)
     parser.add_argument("--tokens-per-chunk", type=int, default=1)
+    parser.add_argument("--api-key-env", help="require the API key held in this environment variable")
     args = parser.parse_args()
+    api_key = os.environ.get(args.api_key_env, "") if args.api_key_env else ""
+    if args.api_key_env and not api_key:
+        parser.error(f"--api-key-env {args.api_key_env}: that variable is not set")
     server = SyntheticServer(Behaviour(ttft=args.ttft_ms / 1000, itl=args.itl_ms / 1000,
-                                       tokens_per_chunk=args.tokens_per_chunk))  # fmt: skip
+                                       tokens_per_chunk=args.tokens_per_chunk, api_key=api_key))  # fmt: skip
 
     async def serve() -> None:
         await server.start(args.host, args.port)

@@ -4,12 +4,17 @@ point (the one the llm_benchmark action calls); without --url, the bench stage o
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from npufleet import collection
 from npufleet.api import STAGES
 from npufleet.cli.output import EXIT_FAILED, console
 from npufleet.cli.stages import run_stage
+
+# Where --url takes the server's API key from (the variable `npufleet endpoints` reads too): an
+# environment variable, never an option, so that the key is on no command line (ps) and in no history.
+API_KEY_ENV = "NPUFLEET_API_KEY"
 
 
 def numbers(text: str, kind=float) -> list:
@@ -32,10 +37,17 @@ def bench_role_vars(args: argparse.Namespace) -> dict:
         "bench_output_tokens": args.output_tokens,
         "bench_warmup": args.warmup,
         "bench_timeout": args.timeout_per_request,
+        "bench_backend": getattr(args, "backend", None),
+        "bench_dest": str(Path(args.out).resolve()) if getattr(args, "out", None) else None,
     }
     if args.rate:
         given["bench_concurrency"] = []
     return {key: value for key, value in given.items() if value is not None}
+
+
+def api_key(args: argparse.Namespace) -> str:
+    """The server's API key, from the environment variable --api-key-env names (NPUFLEET_API_KEY)."""
+    return os.environ.get(getattr(args, "api_key_env", None) or API_KEY_ENV, "")
 
 
 def benchmark_params(args: argparse.Namespace) -> dict:
@@ -58,6 +70,7 @@ def benchmark_params(args: argparse.Namespace) -> dict:
         "warmup": args.warmup,
         "slo": slo,
         "timeout": args.timeout_per_request,
+        "api_key": api_key(args),
         "dest": args.out or str(collection.project_root() / "reports" / "bench" / "latest"),
         "seed": args.seed,
         "max_concurrency": args.max_concurrency,
@@ -86,7 +99,16 @@ def _entry_point():
 def cmd_bench(args: argparse.Namespace) -> int:
     """Benchmark an OpenAI-compatible server (the metric definitions: the llm_benchmark module's docs)."""
     if not args.url:
+        # Through the inventory the key is serve_api_key, from its Vault. A key in this environment is not
+        # needed, and ansible-runner records the whole environment in its artifacts (command): drop it.
+        for name in {API_KEY_ENV, getattr(args, "api_key_env", None) or API_KEY_ENV}:
+            os.environ.pop(name, None)
         return run_stage(STAGES["bench"], args, bench_role_vars(args), print_reports=True)
+    if getattr(args, "backend", None) == "vllm":
+        raise ValueError(
+            "--backend vllm runs vllm bench serve in the serving container on a node: give an inventory"
+            " (-i), not --url"
+        )
     if not args.model or not (args.concurrency or args.rate):
         raise ValueError("with --url, give --model and one of --concurrency or --rate")
     run_benchmark = _entry_point()
@@ -101,6 +123,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
         console.print(f"report: {files['markdown']} ({others})")
     completed = sum(run["summary"]["completed"] for run in data["runs"])
     if not completed:
-        console.print("[red]npufleet: every request failed: is the server up at that address?[/red]")
+        refused = any(run["summary"].get("errors", {}).get("http_401") for run in data["runs"])
+        variable = getattr(args, "api_key_env", None) or API_KEY_ENV
+        why = (
+            f"the server answered 401 Unauthorized: set its API key in the environment variable {variable}"
+            if refused
+            else "is the server up at that address?"
+        )
+        console.print(f"[red]npufleet: every request failed: {why}[/red]", highlight=False)
         return EXIT_FAILED
     return 0

@@ -159,6 +159,21 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--slo-ttft-ms", type=float, help="goodput: TTFT at most this")
     bench.add_argument("--slo-tpot-ms", type=float, help="goodput: TPOT at most this")
     bench.add_argument("--slo-e2e-ms", type=float, help="goodput: E2E latency at most this")
-    bench.add_argument("--out", help="report folder (default reports/bench/latest)")
+    bench.add_argument(
+        "--backend",
+        choices=("npufleet", "vllm"),
+        help="without --url: the bench role's bench_backend (vllm: vllm bench serve in the container)",
+    )
+    bench.add_argument(
+        "--api-key-env",
+        metavar="NAME",
+        default=bench_commands.API_KEY_ENV,
+        help=f"with --url: the environment variable holding the server's API key (default"
+        f" {bench_commands.API_KEY_ENV}); the key itself is never an option. With an inventory:"
+        " serve_api_key, in its Vault",
+    )
+    bench.add_argument(
+        "--out", help="report folder (default reports/bench/latest; with an inventory: the role's bench_dest)"
+    )
     bench.set_defaults(func=bench_commands.cmd_bench)
     return parser

@@ -173,3 +173,70 @@ def test_bench_with_url_runs_the_load_and_writes_the_report(tmp_path):
     missing = run("bench", "--url", "http://127.0.0.1:9")
     assert missing.returncode == 2
     assert "with --url, give --model and one of --concurrency or --rate" in missing.stderr
+
+
+def test_bench_with_url_takes_the_api_key_from_the_environment_only(tmp_path):
+    """The key comes from NPUFLEET_API_KEY (or the variable --api-key-env names), never from an option;
+    it is sent as a bearer token and written in no report; a 401 says which variable to set."""
+    from tests.unit.plugins.plugin_utils.test_bench import synthetic_server  # noqa: PLC0415 -- its server helper
+
+    secret = "sk-cli-secret-7"
+    load = [
+        "--model",
+        "tiny",
+        "--concurrency",
+        "2",
+        "--requests",
+        "4",
+        "--warmup",
+        "0",
+        "--output-tokens",
+        "3",
+    ]
+    with synthetic_server(ttft_ms=1, itl_ms=1, api_key=secret) as port:
+        url = f"http://127.0.0.1:{port}"
+        keyed = run("bench", "--url", url, *load, "--out", str(tmp_path / "keyed"), NPUFLEET_API_KEY=secret)
+        named = run("bench", "--url", url, *load, "--api-key-env", "LAB_KEY",
+                    "--out", str(tmp_path / "named"), NPUFLEET_API_KEY="", LAB_KEY=secret)  # fmt: skip
+        keyless = run("bench", "--url", url, *load, "--out", str(tmp_path / "keyless"), NPUFLEET_API_KEY="")
+    assert keyed.returncode == 0, keyed.stderr
+    assert named.returncode == 0, named.stderr
+    for folder in ("keyed", "named"):
+        data = json.loads((tmp_path / folder / "bench.json").read_text())
+        assert data["runs"][0]["summary"]["completed"] == 4 and data["config"]["api_key_sent"] is True
+        for path in (tmp_path / folder).iterdir():
+            assert secret.encode() not in path.read_bytes(), path
+    assert secret not in keyed.stdout + keyed.stderr
+    assert keyless.returncode == 1
+    assert "401 Unauthorized: set its API key in the environment variable NPUFLEET_API_KEY" in " ".join(
+        keyless.stderr.split()
+    )
+    assert "--api-key " not in run("bench", "--help").stdout
+
+
+def test_bench_options_for_the_inventory_path_and_backend_vllm_needs_one(tmp_path, monkeypatch):
+    from npufleet.cli import bench, build_parser  # noqa: PLC0415
+
+    args = build_parser().parse_args(
+        ["bench", "--backend", "vllm", "--concurrency", "1,4", "--requests", "32", "--out", str(tmp_path)]
+    )
+    role_vars = bench.bench_role_vars(args)
+    assert role_vars["bench_backend"] == "vllm" and role_vars["bench_dest"] == str(tmp_path.resolve())
+    assert (role_vars["bench_concurrency"], role_vars["bench_requests"]) == ([1, 4], 32)
+    assert not any("key" in name for name in role_vars)  # the key comes from the inventory's vault
+    plain = bench.bench_role_vars(build_parser().parse_args(["bench", "--concurrency", "1"]))
+    assert "bench_backend" not in plain and "bench_dest" not in plain
+    # Through the inventory, a key in the environment is dropped before ansible-runner (which records
+    # the environment in its artifacts) starts.
+    seen = []
+    monkeypatch.setattr(bench, "run_stage", lambda *_, **__: seen.append(os.environ.get("LAB_KEY")) or 0)
+    monkeypatch.setenv("LAB_KEY", "sk-not-for-runner")
+    keyed = build_parser().parse_args(["bench", "--concurrency", "1", "--api-key-env", "LAB_KEY"])
+    assert bench.cmd_bench(keyed) == 0 and seen == [None]
+    done = run(
+        "bench", "--url", "http://127.0.0.1:9", "--model", "m", "--concurrency", "1", "--backend", "vllm"
+    )
+    assert (
+        done.returncode == 2
+        and "--backend vllm runs vllm bench serve in the serving container" in done.stderr
+    )

@@ -141,3 +141,17 @@ def test_the_bench_role_benchmarks_from_the_controller_without_touching_the_node
     assert [(run["mode"], run["level"], run["summary"]["completed"]) for run in report["runs"]] == [
         ("rate", 50.0, 4)
     ]
+
+
+def test_the_action_sends_the_api_key_and_shows_it_nowhere(tmp_path):
+    secret = "sk-action-secret-9"
+    with synthetic_server(ttft_ms=2, itl_ms=1, api_key=secret) as port:
+        args = {"url": f"http://127.0.0.1:{port}", "model": "synthetic", "concurrency": [2], "requests": 4,
+                "output_tokens": 3, "warmup": 0, "dest": str(tmp_path / "k")}  # fmt: skip
+        keyed = adhoc(args | {"api_key": secret}, "-vvv")
+        keyless = adhoc(args | {"dest": str(tmp_path / "none")})
+    assert "CHANGED" in keyed.stdout, keyed.stdout + keyed.stderr
+    assert secret not in keyed.stdout + keyed.stderr
+    for path in (tmp_path / "k").iterdir():
+        assert secret.encode() not in path.read_bytes(), path
+    assert "FAILED" in keyless.stdout and "401 Unauthorized: it requires an API key" in keyless.stdout

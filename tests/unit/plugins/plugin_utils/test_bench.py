@@ -323,15 +323,21 @@ def test_npufleet_bench_refuses_bad_input_and_reports_a_dead_server(tmp_path):
 
 
 @contextlib.contextmanager
-def synthetic_server(ttft_ms: float, itl_ms: float):
+def synthetic_server(ttft_ms: float, itl_ms: float, api_key: str = ""):
     """The synthetic server (``python -m`` its module, with the checkout's collections/ on the path) on a
-    free loopback port, for as long as the block runs."""
+    free loopback port, for as long as the block runs; with ``api_key``, it requires that key (handed
+    over by environment, as the server's own key should be)."""
     port = socket_port()
     path = os.pathsep.join(filter(None, [str(ROOT / "collections"), os.environ.get("PYTHONPATH")]))
+    env = os.environ | {"PYTHONPATH": path}
+    key_option = []
+    if api_key:
+        env["SYNTHETIC_API_KEY"] = api_key
+        key_option = ["--api-key-env", "SYNTHETIC_API_KEY"]
     server = subprocess.Popen(
         [sys.executable, "-m", SYNTHETIC, "--port", str(port),
-         "--ttft-ms", str(ttft_ms), "--itl-ms", str(itl_ms)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ | {"PYTHONPATH": path},
+         "--ttft-ms", str(ttft_ms), "--itl-ms", str(itl_ms), *key_option],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
     )  # fmt: skip
     try:
         wait_for_port(port)
@@ -425,3 +431,42 @@ def test_run_benchmark_refuses_bad_input_with_value_error(tmp_path, params, mess
     with pytest.raises(ValueError, match=re.escape(message)):
         run_benchmark(params | {"dest": str(tmp_path / params["dest"])} if "dest" in params else params)
     assert not (tmp_path / "d").exists()
+
+
+SECRET = "sk-test-0123456789abcdef"
+
+
+def test_the_synthetic_server_requires_its_key_as_vllm_does_and_send_carries_it():
+    async def scenario(session, url, _server):
+        async with session.get(f"{url}/health") as health:
+            open_health = health.status
+        async with session.post(f"{url}/v1/chat/completions", json={"model": "m"}) as refused:
+            refusal = refused.status, await refused.json()
+        wrong = await send(session, url, "synthetic", Prompt("x", 3), headers={"Authorization": "Bearer no"})
+        right = await send(session, url, "synthetic", Prompt("x", 3),
+                           headers={"Authorization": f"Bearer {SECRET}"})  # fmt: skip
+        return open_health, refusal, wrong, right
+
+    open_health, refusal, wrong, right = run_with_server(
+        Behaviour(ttft=0.0, itl=0.0, api_key=SECRET), scenario
+    )
+    assert open_health == 200
+    assert refusal == (401, {"error": "Unauthorized"})
+    assert not wrong.ok and wrong.error_kind == "http_401" and "Unauthorized" in wrong.error
+    assert right.ok and right.output_tokens == 3
+    assert SECRET not in repr(Behaviour(api_key=SECRET))
+
+
+def test_run_benchmark_sends_the_key_and_never_writes_it(tmp_path):
+    with synthetic_server(ttft_ms=2, itl_ms=1, api_key=SECRET) as port:
+        params = {"url": f"http://127.0.0.1:{port}", "model": "synthetic", "concurrency": [2], "requests": 4,
+                  "output_tokens": 3, "input_tokens": 2, "dest": str(tmp_path / "keyed")}  # fmt: skip
+        keyed = run_benchmark(params | {"api_key": SECRET})
+        keyless = run_benchmark(params | {"dest": str(tmp_path / "keyless"), "warmup": 0})
+    assert keyed["data"]["runs"][0]["summary"]["completed"] == 4
+    assert keyed["data"]["config"]["api_key_sent"] is True and "api_key" not in keyed["data"]["config"]
+    for path in (tmp_path / "keyed").iterdir():
+        assert SECRET.encode() not in path.read_bytes(), path
+    summary = keyless["data"]["runs"][0]["summary"]
+    assert (summary["completed"], summary["errors"]) == (0, {"http_401": 4})
+    assert keyless["data"]["config"]["api_key_sent"] is False
