@@ -176,6 +176,17 @@ def _failure(event: dict) -> tuple[str, dict]:
     return data.get("host", "?"), {"task": data.get("task", "?"), "msg": str(msg).strip()}
 
 
+def _blanked_secrets() -> dict[str, str]:
+    """The caller's environment variables named like secrets (NPUFLEET_API_KEY, HF_TOKEN, ...), blanked.
+
+    ansible-runner copies the whole environment into its artifacts (the run's ``command`` file),
+    which are kept: a key exported for ``npufleet bench --url`` would land there. Playbooks take
+    secrets from the inventory's vault, so they lose nothing; paths to secrets (``..._FILE``) stay.
+    """
+    named = (name for name in os.environ if _SECRET_KEY.search(name))
+    return {name: "" for name in named if not name.upper().endswith("_FILE")}
+
+
 def run_playbook(
     playbook: str,
     inventory: str | Path,
@@ -266,7 +277,8 @@ def run_playbook(
         limit=limit,
         tags=tags,
         cmdline=" ".join(cmdline) or None,
-        envvars={
+        envvars=_blanked_secrets()
+        | {
             "ANSIBLE_CONFIG": str(root / "ansible.cfg"),
             "ANSIBLE_NOCOLOR": "1",
             # ansible-playbook lives beside this interpreter (the project's virtualenv).

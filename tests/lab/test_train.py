@@ -320,14 +320,18 @@ def vllm_processes() -> str:
     return node_exec(NODES[0], f"docker exec {INFERENCE} pgrep -af vllm.entrypoints ; true")[1]
 
 
-def test_vllm_serves_the_trained_adapter_behind_an_api_key(train_lab, reports, tmp_path):
+def test_vllm_serves_the_trained_adapter_behind_an_api_key(train_lab, reports, tmp_path, monkeypatch):
     trained = train(train_lab, reports, limit=NODES[0], train_name="sft-one")  # skipped when done
     assert trained.succeeded, trained.first_failure()
     settings = {"serve_name": "vllm-key", "serve_port": 8110,
                 "serve_adapter_path": "/workspace/output/sft-one",
                 "serve_api_key": SECRET, "serve_record_dir": str(tmp_path / "records")}  # fmt: skip
+    # Exported as for 'npufleet endpoints': it must not reach the run's kept artifacts either.
+    monkeypatch.setenv("NPUFLEET_API_KEY", SECRET)
     first = serve(train_lab, **settings)
     assert first.succeeded, first.first_failure()
+    kept = [path for path in Path(first.artifact_dir).rglob("*") if path.is_file()]
+    assert kept and not [path for path in kept if SECRET in path.read_text(errors="replace")]
     address = yaml.safe_load(train_lab.read_text())["all"]["children"]["npu_nodes"]["hosts"][NODES[0]][
         "npufleet_node_address"
     ]

@@ -158,3 +158,16 @@ def test_every_timeout_is_a_documented_argument_with_no_limit_by_default():
 
 def test_project_modules_are_the_collections_modules():
     assert {"npu_smi_info", "llm_benchmark"} <= runner.project_modules()
+
+
+def test_secrets_in_the_callers_environment_are_blanked_for_the_run(runner_calls, monkeypatch):
+    """ansible-runner keeps the run's whole environment in its artifacts: a key exported for
+    ``npufleet bench --url`` must not land there (the lab's API-key test reads a real run's)."""
+    calls, inventory = runner_calls
+    monkeypatch.setenv("NPUFLEET_API_KEY", "sk-never-in-artifacts")
+    monkeypatch.setenv("HF_TOKEN", "hf-never")
+    monkeypatch.setenv("ANSIBLE_VAULT_PASSWORD_FILE", "/run/vault-pass")
+    run_playbook("preflight.yml", inventory, env={"NPUFLEET_EXTRA": "1"})
+    envvars = calls[0]["envvars"]
+    assert (envvars["NPUFLEET_API_KEY"], envvars["HF_TOKEN"]) == ("", "")
+    assert "ANSIBLE_VAULT_PASSWORD_FILE" not in envvars and envvars["NPUFLEET_EXTRA"] == "1"
