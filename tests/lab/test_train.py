@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
+import shutil
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -320,15 +324,40 @@ def vllm_processes() -> str:
     return node_exec(NODES[0], f"docker exec {INFERENCE} pgrep -af vllm.entrypoints ; true")[1]
 
 
+def vaulted(inventory: Path, folder: Path, values: dict) -> tuple[Path, str]:
+    """A copy of ``inventory`` whose group_vars/all/vault.yml holds ``values``, encrypted; and the
+    vault's password."""
+    (folder / "group_vars" / "all").mkdir(parents=True)
+    shutil.copy(inventory, folder / "hosts.yml")
+    vault_file = folder / "group_vars" / "all" / "vault.yml"
+    vault_file.write_text(yaml.safe_dump(values))
+    password = secrets.token_hex(16)
+    password_file = folder.parent / f"{folder.name}.pass"
+    password_file.write_text(password)
+    encrypt = [Path(sys.executable).parent / "ansible-vault", "encrypt",
+               "--vault-password-file", str(password_file), str(vault_file)]  # fmt: skip
+    subprocess.run(encrypt, check=True, capture_output=True)
+    password_file.unlink()
+    return folder / "hosts.yml", password
+
+
 def test_vllm_serves_the_trained_adapter_behind_an_api_key(train_lab, reports, tmp_path, monkeypatch):
     trained = train(train_lab, reports, limit=NODES[0], train_name="sft-one")  # skipped when done
     assert trained.succeeded, trained.first_failure()
+    # The key in a vault, as users keep it (the runner refuses secrets as extra vars).
+    inventory, password = vaulted(train_lab, tmp_path / "inventory", {"serve_api_key": SECRET})
     settings = {"serve_name": "vllm-key", "serve_port": 8110,
                 "serve_adapter_path": "/workspace/output/sft-one",
-                "serve_api_key": SECRET, "serve_record_dir": str(tmp_path / "records")}  # fmt: skip
+                "serve_record_dir": str(tmp_path / "records")}  # fmt: skip
     # Exported as for 'npufleet endpoints': it must not reach the run's kept artifacts either.
     monkeypatch.setenv("NPUFLEET_API_KEY", SECRET)
-    first = serve(train_lab, **settings)
+
+    def serve_with_key():
+        return run_playbook(
+            "serve.yml", inventory, limit=NODES[0], extravars=settings, vault_password=password
+        )
+
+    first = serve_with_key()
     assert first.succeeded, first.first_failure()
     kept = [path for path in Path(first.artifact_dir).rglob("*") if path.is_file()]
     assert kept and not [path for path in kept if SECRET in path.read_text(errors="replace")]
@@ -361,8 +390,18 @@ def test_vllm_serves_the_trained_adapter_behind_an_api_key(train_lab, reports, t
         f"http://{address}:8110/v1",
     )
     assert record["api_key_required"] is True
-    again = serve(train_lab, **settings)
+    again = serve_with_key()
     assert again.succeeded and again.hosts[NODES[0]].changed == 0, again.hosts[NODES[0]].changed_tasks
+    # npufleet bench sends the key from the environment; without it, every request is refused.
+    bench = ["--json", "bench", "--url", f"http://{address}:8110", "--model", "tiny-qwen2-sft",
+             "--concurrency", "1", "--requests", "2", "--input-tokens", "8", "--output-tokens", "4",
+             "--out", str(tmp_path / "bench")]  # fmt: skip
+    sent = run_cli(*bench)
+    assert sent.returncode == 0, sent.stderr
+    assert SECRET not in sent.stdout + sent.stderr + (tmp_path / "bench" / "bench.json").read_text()
+    monkeypatch.delenv("NPUFLEET_API_KEY")
+    refused = run_cli(*bench)
+    assert refused.returncode != 0 and "401" in refused.stdout + refused.stderr
     node_exec(NODES[0], f"docker exec {INFERENCE} pkill -f 'port=8110' ; true")
 
 
