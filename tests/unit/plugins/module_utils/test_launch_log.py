@@ -38,9 +38,12 @@ def test_known_fatal_lines_are_named_with_a_hint(line, meaning):
 @pytest.mark.parametrize(
     ("case", "meaning", "line_start"),
     [
-        ("flag", "the server rejects a command-line flag", "api_server.py: error: unrecognized arguments: --num-sch"),
-        ("maxlen", "max-model-len is longer than the model allows", "User-specified max_model_len (1024) is greater"),
-        ("port", "the serving port is already taken on the node", "OSError: [Errno 98] Address already in use"),
+        ("flag", "the server rejects a command-line flag",
+         "api_server.py: error: unrecognized arguments: --num-sch"),
+        ("maxlen", "max-model-len is longer than the model allows",
+         "User-specified max_model_len (1024) is greater"),
+        ("port", "the serving port is already taken on the node",
+         "OSError: [Errno 98] Address already in use"),
         ("kv", "the KV cache does not fit in memory", "(Worker pid=18221) ERROR"),
     ],
 )  # fmt: skip

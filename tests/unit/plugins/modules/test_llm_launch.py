@@ -192,8 +192,8 @@ def test_a_server_never_ready_fails_at_the_timeout_and_is_stopped(docker, tmp_pa
     started = run_module(capsys, name="never", command="sleep 60", log_file=str(log))
     assert started["status"] == "running"
     # A port nothing listens on: the server never answers.
-    result = run_module(capsys, name="never", state="ready", url="http://127.0.0.1:9/health", log_file=str(log),
-                        timeout=1, poll_interval=0.2)  # fmt: skip
+    result = run_module(capsys, name="never", state="ready", url="http://127.0.0.1:9/health",
+                        log_file=str(log), timeout=1, poll_interval=0.2)  # fmt: skip
     assert result["failed"] and result["status"] == "stopped"
     assert "not ready after 1 s" in result["msg"] and "(stopped it)" in result["msg"]
     after = run_module(capsys, name="never", state="status", log_file=str(log))
