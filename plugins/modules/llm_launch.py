@@ -433,6 +433,8 @@ class LaunchManager:
             if seen["rc"] is not None:
                 status = "succeeded" if seen["rc"] == 0 else "failed"
                 reason = "" if seen["rc"] == 0 else f"exited with code {seen['rc']}"
+                if fatal and status == "failed":
+                    reason += f": {fatal['meaning']}: {fatal['line']}"
                 outcome = merged(result, {"status": status, "exit_code": seen["rc"], "reason": reason})
                 return merged(outcome, {"fatal": fatal} if fatal and status == "failed" else {})
             if fatal:

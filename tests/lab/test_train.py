@@ -414,12 +414,12 @@ def hold_port(port: int) -> None:
     ("case", "extravars", "meaning", "hint"),
     [
         ("flag", {"serve_num_scheduler_steps": 8},
-         "the server rejects a command-line flag: api_server.py: error: unrecognized arguments:"
-         " --num-scheduler-steps=8", "remove or fix that flag"),
+         "exited with code 2: the server rejects a command-line flag: api_server.py: error: unrecognized"
+         " arguments: --num-scheduler-steps=8", "remove or fix that flag"),
         # The pre-launch check reads max_position_embeddings too: an extra flag gets past it to vLLM.
         ("maxlen", {"serve_extra_args": ["--enforce-eager", "--max-model-len=1024"]},
          "max-model-len is longer than the model allows: User-specified max_model_len (1024) is greater",
-         "lower --max-model-len (serve_max_model_len)"),
+         "the manual's inference FAQ 2: lower --max-model-len (serve_max_model_len)"),
         ("port", {},
          "the serving port is already taken on the node: OSError: [Errno 98] Address already in use",
          "another process listens on serve_port"),
