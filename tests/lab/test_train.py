@@ -413,9 +413,10 @@ def hold_port(port: int) -> None:
 @pytest.mark.parametrize(
     ("case", "extravars", "meaning", "hint"),
     [
+        # Whether the exit or the log's line is seen first, the reason names the line.
         ("flag", {"serve_num_scheduler_steps": 8},
-         "exited with code 2: the server rejects a command-line flag: api_server.py: error: unrecognized"
-         " arguments: --num-scheduler-steps=8", "remove or fix that flag"),
+         "the server rejects a command-line flag: api_server.py: error: unrecognized arguments:"
+         " --num-scheduler-steps=8", "remove or fix that flag"),
         # The pre-launch check reads max_position_embeddings too: an extra flag gets past it to vLLM.
         ("maxlen", {"serve_extra_args": ["--enforce-eager", "--max-model-len=1024"]},
          "max-model-len is longer than the model allows: User-specified max_model_len (1024) is greater",
