@@ -23,16 +23,23 @@ def command(
     result_dir: str,
     result_file: str,
     tokenizer: str | None = None,
+    dataset: str | None = None,
 ) -> str:
     """The shell line for one level (a concurrency, or a request rate). It holds no API key: vllm bench
-    serve reads that from OPENAI_API_KEY in its environment."""
+    serve reads that from OPENAI_API_KEY in its environment.
+
+    Without ``dataset``, vllm bench serve's random dataset (token ids of ``input_tokens``). With it (a
+    path in the container), its prompts in the file's order (--disable-shuffle), each sent as written
+    (the server applies its chat template, as to npufleet's) and asking for ``output_tokens``: a ``.json``
+    file in ShareGPT's format (``[{"conversations": [{"from": "human", "value": PROMPT}, {"from": "gpt",
+    "value": ""}]}, ...]``, --dataset-name sharegpt; prompts of 4 to 1024 tokens), else a JSONL file with
+    a "prompt" per line (--dataset-name custom --skip-chat-template; vllm needs pandas for it)."""
     backend, path = (
         ("openai-chat", "/v1/chat/completions") if endpoint == "chat" else ("vllm", "/v1/completions")
     )
     args = [
         "vllm", "bench", "serve", "--backend", backend, "--base-url", url, "--endpoint", path,
-        "--model", model, "--dataset-name", "random", "--random-input-len", str(input_tokens),
-        "--random-output-len", str(output_tokens), "--num-prompts", str(requests),
+        "--model", model, *_dataset(dataset, input_tokens, output_tokens), "--num-prompts", str(requests),
         "--percentile-metrics", "ttft,tpot,itl,e2el", "--metric-percentiles", "50,90,99",
         "--save-result", "--result-dir", result_dir, "--result-filename", result_file,
         # Every answer as long as asked, as the npufleet backend's synthetic prompts ask (ignore_eos).
@@ -47,6 +54,17 @@ def command(
     elif rate:
         args += ["--request-rate", str(rate)]
     return shlex.join(args)
+
+
+def _dataset(dataset: str | None, input_tokens: int, output_tokens: int) -> list:
+    if not dataset:
+        return ["--dataset-name", "random", "--random-input-len", str(input_tokens),
+                "--random-output-len", str(output_tokens)]  # fmt: skip
+    if dataset.endswith(".json"):
+        return ["--dataset-name", "sharegpt", "--dataset-path", dataset, "--sharegpt-output-len",
+                str(output_tokens), "--disable-shuffle"]  # fmt: skip
+    return ["--dataset-name", "custom", "--dataset-path", dataset, "--custom-output-len", str(output_tokens),
+            "--skip-chat-template", "--disable-shuffle"]  # fmt: skip
 
 
 def _stats(result: dict, metric: str) -> dict:

@@ -89,7 +89,17 @@ options:
     type: int
     default: 128
   dataset:
-    description: A JSONL file of prompts on the controller instead of synthetic ones (V(npufleet)).
+    description:
+      - A file of prompts instead of synthetic ones.
+      - With V(npufleet), a JSONL file on the controller, one JSON object a line with C(prompt) (text);
+        a line may also give C(messages) (chat), C(max_tokens) (else O(output_tokens)) and C(ignore_eos)
+        (true, every answer as long as asked).
+      - With V(vllm), a file in O(container) given to C(vllm bench serve), its prompts sent as written, in
+        the file's order (C(--disable-shuffle)), each asking for O(output_tokens), C(--ignore-eos).
+      - "A C(.json) file in ShareGPT's format, a list of C({\"conversations\": [{\"from\": \"human\",
+        \"value\": PROMPT}, {\"from\": \"gpt\", \"value\": \"\"}]}) (C(--dataset-name sharegpt
+        --sharegpt-output-len)); else JSONL with a C(prompt) per line (C(--dataset-name custom
+        --skip-chat-template --custom-output-len); vllm needs pandas in the container for it)."
     type: path
   warmup:
     description: Requests sent first and not counted (V(npufleet)).
@@ -283,7 +293,8 @@ class VllmBench:
                        concurrency=level if mode == "concurrency" else None,
                        rate=level if mode == "rate" else None, requests=params["requests"],
                        input_tokens=params["input_tokens"], output_tokens=params["output_tokens"],
-                       result_dir="/tmp", result_file=name, tokenizer=params["tokenizer"])  # fmt: skip
+                       result_dir="/tmp", result_file=name, tokenizer=params["tokenizer"],
+                       dataset=params["dataset"])  # fmt: skip
         container = params["container"]
         # The key reaches vllm bench serve as OPENAI_API_KEY from a file: only the file's path is on argv.
         env = ["--env-file", self.env_file] if self.env_file else []

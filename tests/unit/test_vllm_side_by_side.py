@@ -110,3 +110,79 @@ def test_compare_two_recorded_reports_prints_the_table_and_writes_json(tmp_path)
     completed = [row for row in document["results"] if row["metric"] == "completed"]
     assert [(row["npufleet"], row["vllm"]) for row in completed] == [(8.0, 98.0), (8.0, 98.0)]
     assert document["server"]["model"] == "tiny-qwen2"
+
+
+class FakeServer:
+    """A vLLM server's /tokenize and /detokenize: a greedy longest-match tokenizer whose vocabulary has
+    special tokens, a partial byte, a blank, letters and merges ("ab", "cd"), so that decoded ids may
+    tokenize to fewer tokens than drawn."""
+
+    VOCAB = ("<|endoftext|>", "<|im_start|>", "\ufffd", " ", *"abcdefgh", "ab", "cd", " the")
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def encode(self, text: str) -> list[int]:
+        tokens, index = [], 0
+        while index < len(text):
+            best = max((i for i, piece in enumerate(self.VOCAB) if piece and text.startswith(piece, index)),
+                       key=lambda i: len(self.VOCAB[i]))  # fmt: skip
+            tokens.append(best)
+            index += len(self.VOCAB[best])
+        return tokens
+
+    def __call__(self, server: str, path: str, body: dict) -> dict:
+        self.calls += 1
+        assert server == "http://node:8000" and body["model"] == "tiny-qwen2"
+        if path == "/detokenize":
+            return {"prompt": "".join(self.VOCAB[t] if t < len(self.VOCAB) else "" for t in body["tokens"])}
+        tokens = self.encode(body["prompt"])
+        return {"count": len(tokens), "tokens": tokens, "max_model_len": 512}
+
+
+def test_the_prompts_are_random_seeded_and_exactly_as_long_as_asked_in_the_servers_tokenizer():
+    server = FakeServer()
+    tokenizer = side.Tokenizer("http://node:8000", "tiny-qwen2", post=server)
+    assert side.vocab_size(tokenizer) == len(FakeServer.VOCAB)
+    pool = side.token_pool(tokenizer, side.random.Random(0))
+    assert pool == list(range(4, len(FakeServer.VOCAB)))  # no special token, partial byte or blank
+    prompts = side.random_prompts(tokenizer, 6, 40, seed=0)
+    assert [len(server.encode(text)) for text in prompts] == [40] * 6
+    assert len(set(prompts)) == 6 and side.random_prompts(tokenizer, 6, 40, seed=0) == prompts
+    assert side.random_prompts(tokenizer, 6, 40, seed=1) != prompts
+
+
+def test_one_prompt_set_goes_to_both_tools(tmp_path):
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text(
+        "all:\n  children:\n    npu_nodes:\n      hosts:\n        lab-node1:\n"
+        "          ansible_host: lab-node1\n          npufleet_node_address: 172.18.0.2\n"
+    )
+    assert side.lab_node(inventory) == ("lab-node1", "172.18.0.2", 8000)
+    texts = ["ab cd", 'say "hi"']
+    jsonl = side.write_dataset(tmp_path / "p.jsonl", texts, 64)
+    lines = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert lines == [{"prompt": text, "max_tokens": 64, "ignore_eos": True} for text in texts]
+    sharegpt = json.loads(side.write_sharegpt(tmp_path / "p.sharegpt.json", texts).read_text())
+    assert [entry["conversations"][0] for entry in sharegpt] == [{"from": "human", "value": t} for t in texts]
+    args = side.parse(["--inventory", str(inventory), "--endpoint", "completions"])
+    args.datasets = {"npufleet": jsonl, "vllm": "/workspace/bench/p.sharegpt.json"}
+    ours = side.bench_command("npufleet", 4, tmp_path / "n", args)
+    theirs = side.bench_command("vllm", 4, tmp_path / "v", args)
+    assert ours[ours.index("--dataset") + 1] == str(jsonl)
+    assert theirs[theirs.index("--dataset") + 1] == "/workspace/bench/p.sharegpt.json"
+    assert ours[ours.index("--endpoint") + 1] == theirs[theirs.index("--endpoint") + 1] == "completions"
+    merged = side.merge([{"config": {"model": "m"}, "runs": [1]}, {"config": {}, "runs": [2]}])
+    assert merged == {"config": {"model": "m"}, "runs": [1, 2]}
+
+
+def test_priming_sends_each_prompt_once_to_each_served_model():
+    sent = []
+    count = side.prime("http://node:8000", ["base", "adapter"], ["ab", "cd"], "chat",
+                       post=lambda server, path, body, timeout: sent.append((path, body)) or {})  # fmt: skip
+    assert count == 4 and {path for path, _ in sent} == {"/v1/chat/completions"}
+    assert [(body["model"], body["messages"][0]["content"], body["max_tokens"]) for _, body in sent] == [
+        ("base", "ab", 1), ("base", "cd", 1), ("adapter", "ab", 1), ("adapter", "cd", 1)]  # fmt: skip
+    side.prime("http://node:8000", ["base"], ["ab"], "completions",
+               post=lambda server, path, body, timeout: sent.append((path, body)) or {})  # fmt: skip
+    assert sent[-1] == ("/v1/completions", {"model": "base", "max_tokens": 1, "prompt": "ab"})

@@ -104,7 +104,9 @@ def synthetic(
 
 def from_jsonl(path: Path, count: int | None = None, default_max_tokens: int = 128) -> list[Prompt]:
     """Prompts from a JSONL file: each line has ``prompt`` (text) or ``messages`` (chat), and
-    optionally ``max_tokens``; lines are reused in order when ``count`` is larger than the file."""
+    optionally ``max_tokens`` and ``ignore_eos`` (true: vLLM produces exactly ``max_tokens``, as for
+    synthetic prompts; absent: the model may stop early); lines are reused in order when ``count`` is
+    larger than the file."""
     prompts = []
     for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
@@ -115,8 +117,12 @@ def from_jsonl(path: Path, count: int | None = None, default_max_tokens: int = 1
             raise ValueError(f"{path}:{number}: not JSON ({error.msg})") from error
         if not isinstance(item, dict) or not ("prompt" in item or "messages" in item):
             raise ValueError(f"{path}:{number}: each line needs 'prompt' (text) or 'messages' (chat)")
+        ignore_eos = item.get("ignore_eos", False)
+        if not isinstance(ignore_eos, bool):
+            raise ValueError(f"{path}:{number}: 'ignore_eos' must be true or false")
         prompts.append(Prompt(str(item.get("prompt", "")), int(item.get("max_tokens", default_max_tokens)),
-                              item.get("prompt_tokens"), item.get("messages")))  # fmt: skip
+                              item.get("prompt_tokens"), item.get("messages"),
+                              {"ignore_eos": True} if ignore_eos else {}))  # fmt: skip
     if not prompts:
         raise ValueError(f"{path} holds no prompt")
     if count:

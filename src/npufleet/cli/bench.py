@@ -38,11 +38,21 @@ def bench_role_vars(args: argparse.Namespace) -> dict:
         "bench_warmup": args.warmup,
         "bench_timeout": args.timeout_per_request,
         "bench_backend": getattr(args, "backend", None),
+        "bench_dataset": dataset_path(args),
         "bench_dest": str(Path(args.out).resolve()) if getattr(args, "out", None) else None,
     }
     if args.rate:
         given["bench_concurrency"] = []
     return {key: value for key, value in given.items() if value is not None}
+
+
+def dataset_path(args: argparse.Namespace) -> str | None:
+    """--dataset for the bench role: a file here made absolute (backend npufleet reads it on the
+    controller); with --backend vllm, a path in the serving container, passed as given."""
+    dataset = getattr(args, "dataset", None)
+    if not dataset or getattr(args, "backend", None) == "vllm":
+        return dataset or None
+    return str(Path(dataset).resolve())
 
 
 def api_key(args: argparse.Namespace) -> str:

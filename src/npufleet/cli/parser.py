@@ -146,7 +146,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--input-tokens", type=int, default=128, help="synthetic prompt length (words)")
     bench.add_argument("--output-tokens", type=int, default=128, help="max_tokens of each request")
     bench.add_argument("--no-ignore-eos", action="store_true", help="let the model stop before max_tokens")
-    bench.add_argument("--dataset", help="JSONL file of prompts ('prompt' or 'messages', 'max_tokens')")
+    bench.add_argument(
+        "--dataset",
+        help="JSONL file of prompts ('prompt' or 'messages', 'max_tokens', 'ignore_eos'); with --backend"
+        " vllm, a file in the serving container ('prompt' lines: vllm bench serve's custom dataset)",
+    )
     bench.add_argument("--image", help="send this image (base64) with --text: multimodal chat requests")
     bench.add_argument("--text", default="What is in the image?", help="the text beside --image")
     bench.add_argument(

@@ -225,7 +225,13 @@ def test_bench_options_for_the_inventory_path_and_backend_vllm_needs_one(tmp_pat
     assert (role_vars["bench_concurrency"], role_vars["bench_requests"]) == ([1, 4], 32)
     assert not any("key" in name for name in role_vars)  # the key comes from the inventory's vault
     plain = bench.bench_role_vars(build_parser().parse_args(["bench", "--concurrency", "1"]))
-    assert "bench_backend" not in plain and "bench_dest" not in plain
+    assert "bench_backend" not in plain and "bench_dest" not in plain and "bench_dataset" not in plain
+    # --dataset: a file here made absolute for backend npufleet; a path in the container for vllm.
+    monkeypatch.chdir(tmp_path)
+    ours = build_parser().parse_args(["bench", "--concurrency", "1", "--dataset", "prompts.jsonl"])
+    assert bench.bench_role_vars(ours)["bench_dataset"] == str(tmp_path.resolve() / "prompts.jsonl")
+    theirs = ["bench", "--backend", "vllm", "--concurrency", "1", "--dataset", "/workspace/p.json"]
+    assert bench.bench_role_vars(build_parser().parse_args(theirs))["bench_dataset"] == "/workspace/p.json"
     # Through the inventory, a key in the environment is dropped before ansible-runner (which records
     # the environment in its artifacts) starts.
     seen = []

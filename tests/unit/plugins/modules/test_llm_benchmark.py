@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from ansible.module_utils.testing import patch_module_args
+from ansible_collections.npufleet.ascend.plugins.module_utils import vllm_bench
 from ansible_collections.npufleet.ascend.plugins.modules import llm_benchmark
 
 from tests.unit.plugins.action.test_llm_benchmark import VLLM_RESULT
@@ -117,3 +118,29 @@ def test_a_failed_bench_names_no_key_and_removes_the_file(docker, tmp_path, caps
     assert SECRET not in json.dumps(result) and SECRET not in json.dumps(result["cmd"])
     (bench,) = calls(docker)
     assert not Path(bench["env_file"]).exists()
+
+
+def test_a_dataset_in_the_container_replaces_the_random_one(docker, tmp_path, capsys):
+    """The same prompts as npufleet's: vllm bench serve reads the dataset in the container, in its order,
+    each prompt asking for output_tokens (ShareGPT's .json; JSONL as its custom dataset)."""
+    shared = params(
+        tmp_path, concurrency=[1], output_tokens=64, dataset="/workspace/bench/prompts.sharegpt.json"
+    )
+    result = run_module(capsys, **shared)
+    assert not result.get("failed"), result
+    (bench,) = [call for call in calls(docker) if "bash" in call["argv"]]
+    words = bench["argv"][-1].split()
+    assert words[words.index("--dataset-name") + 1] == "sharegpt"
+    assert words[words.index("--dataset-path") + 1] == "/workspace/bench/prompts.sharegpt.json"
+    assert words[words.index("--sharegpt-output-len") + 1] == "64"
+    assert "--disable-shuffle" in words and "--ignore-eos" in words and "--random-input-len" not in words
+    line = vllm_bench.command(url="http://127.0.0.1:8000", model="m", endpoint="completions", concurrency=4,
+                              rate=None, requests=8, input_tokens=128, output_tokens=32, result_dir="/tmp",
+                              result_file="r.json", dataset="/workspace/prompts.jsonl").split()  # fmt: skip
+    assert line[line.index("--dataset-name") + 1] == "custom" and "--skip-chat-template" in line
+    assert line[line.index("--custom-output-len") + 1] == "32" and "--disable-shuffle" in line
+    random = vllm_bench.command(url="http://127.0.0.1:8000", model="m", endpoint="chat", concurrency=4,
+                                rate=None, requests=8, input_tokens=128, output_tokens=32, result_dir="/tmp",
+                                result_file="r.json").split()  # fmt: skip
+    assert random[random.index("--dataset-name") + 1] == "random" and "--dataset-path" not in random
+    assert random[random.index("--random-input-len") + 1] == "128"

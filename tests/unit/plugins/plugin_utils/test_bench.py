@@ -261,6 +261,16 @@ def test_prompts_synthetic_jsonl_and_multimodal(tmp_path):
     )
     loaded = from_jsonl(data, count=3, default_max_tokens=9)
     assert [(p.text, p.max_tokens) for p in loaded] == [("hi", 4), ("", 9), ("hi", 4)]
+    assert [p.extra for p in loaded] == [{}, {}, {}]  # no ignore_eos unless a line asks for it
+    data.write_text(
+        '{"prompt": "hi", "max_tokens": 4, "ignore_eos": true}\n{"prompt": "yo", "ignore_eos": false}\n'
+    )
+    same = from_jsonl(data)
+    assert [p.extra for p in same] == [{"ignore_eos": True}, {}]
+    assert build_payload(same[0], "m", "chat", stream=True)["ignore_eos"] is True
+    data.write_text('{"prompt": "hi", "ignore_eos": "yes"}\n')
+    with pytest.raises(ValueError, match=r"prompts.jsonl:1: 'ignore_eos' must be true or false"):
+        from_jsonl(data)
     data.write_text('{"prompt": "hi"}\n{"text": "no"}\n')
     with pytest.raises(ValueError, match=r"prompts.jsonl:2: each line needs 'prompt' \(text\) or 'messages'"):
         from_jsonl(data)
