@@ -245,7 +245,11 @@ def test_assets_from_git_with_lfs_pinned_and_pip_requirements(train_lab, reports
 def serve(inventory: Path, **extravars):
     # The base model unless a test names an adapter (the lab inventory names site.yml's "sft" run).
     return run_playbook(
-        "serve.yml", inventory, limit=NODES[0], extravars={"serve_adapter_path": ""} | extravars
+        "serve.yml",
+        inventory,
+        limit=NODES[0],
+        # No service record unless a test asks for one: the checkout's reports/ is the user's.
+        extravars={"serve_adapter_path": "", "serve_record_dir": ""} | extravars,
     )
 
 
