@@ -178,6 +178,7 @@ import os
 import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.npufleet.ascend.plugins.module_utils.docker_env import secret_env_file
 from ansible_collections.npufleet.ascend.plugins.module_utils.vllm_bench import command, normalize
 
 # The options and their rules: AnsibleModule's here, and the same on the controller for the action
@@ -236,17 +237,6 @@ def task_result(outcome: dict, url: str) -> dict:
     return result
 
 
-def env_file(key: str) -> str:
-    """A file of mode 0600 holding OPENAI_API_KEY=<key> (for docker exec --env-file); the caller removes it.
-    The key goes to vllm bench serve by environment, never on a command line."""
-    if "\n" in key or "\r" in key:
-        raise ValueError("api_key must be one line")
-    descriptor, path = tempfile.mkstemp(prefix="npufleet-bench-", suffix=".env")  # mode 0600
-    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-        handle.write("OPENAI_API_KEY=" + key + "\n")
-    return path
-
-
 class VllmBench:
     """`vllm bench serve` in the serving container, one run per level, normalized into the report's
     data and written to bench.json in dest (on the node)."""
@@ -266,14 +256,16 @@ class VllmBench:
         self.docker = self.module.get_bin_path("docker", required=True)
         levels = [("concurrency", level) for level in params["concurrency"]]
         levels += [("rate", rate) for rate in params["rate"]]
-        if params["api_key"]:
-            self.env_file = env_file(params["api_key"])
+        # The key reaches vllm bench serve by environment (OPENAI_API_KEY), never on a command line.
+        secrets = {"OPENAI_API_KEY": params["api_key"]} if params["api_key"] else {}
         try:
-            runs = [self._level(mode, level) for mode, level in levels]
+            with secret_env_file(secrets) as path:
+                self.env_file = path or ""
+                runs = [self._level(mode, level) for mode, level in levels]
+        except ValueError:
+            self.module.fail_json(msg="api_key must be one line")
         finally:
-            if self.env_file:
-                os.remove(self.env_file)
-                self.env_file = ""
+            self.env_file = ""
         config = {key: params[key] for key in ("url", "model", "endpoint", "stream", "arrival")}
         config.update(
             concurrencies=params["concurrency"],

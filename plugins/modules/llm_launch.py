@@ -222,12 +222,12 @@ diff:
 
 import json
 import os
-import tempfile
 import time
 import urllib.error
 import urllib.request
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.npufleet.ascend.plugins.module_utils.docker_env import secret_env_file
 from ansible_collections.npufleet.ascend.plugins.module_utils.launch_log import (
     PEER_LOST,
     find_fatal,
@@ -364,14 +364,12 @@ class LaunchManager:
         for key, value in sorted(self.params["env"].items()):
             options += ["-e", f"{key}={value}"]
         line = wrapper(self.params["command"], self.log_file, self.state_dir)
-        env_file = self.secret_env_file()
-        if env_file:
-            options += ["--env-file", env_file]
         try:
-            rc, out, err = self.exec_argv(["bash", "-c", line], detach=True, options=options)
-        finally:
-            if env_file:
-                os.unlink(env_file)
+            with secret_env_file(self.params["secret_env"]) as env_file:
+                secret = ["--env-file", env_file] if env_file else []
+                rc, out, err = self.exec_argv(["bash", "-c", line], detach=True, options=options + secret)
+        except ValueError as error:
+            self.fail(f"secret_env {error}")
         if rc != 0:
             self.fail(
                 f"could not start {self.params['name']} in {self.container}: {err.strip() or out.strip()}"
@@ -385,19 +383,6 @@ class LaunchManager:
             if self.exec_argv(started)[0] == 0:
                 break
             time.sleep(0.1)
-
-    def secret_env_file(self) -> str:
-        """A file only its owner can read, holding O(secret_env) for ``docker exec --env-file``."""
-        secrets = self.params["secret_env"]
-        if not secrets:
-            return ""
-        for key, value in secrets.items():
-            if "\n" in str(value) or "\n" in key or "=" in key:
-                self.fail(f"secret_env {key}: a name without '=' and a value without line breaks, please")
-        handle, path = tempfile.mkstemp(prefix="npufleet-env-")
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.writelines(f"{key}={value}\n" for key, value in sorted(secrets.items()))
-        return path
 
     def stop(self) -> None:
         self.sh(stop_line(self.state_dir), check=False)
