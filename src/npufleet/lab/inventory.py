@@ -94,11 +94,11 @@ def _registry_vars(workload: dict) -> dict:
 
 
 def _training_vars(workload: dict) -> dict:
-    """The image and train stages on the lab's CPU workload: only these variables differ from a real
+    """The image, train and serve stages on the lab's CPU workloads: only these variables differ from a real
     fleet's (one process per node instead of 8 NPUs, the CPU instead of the NPU)."""
     shared = workload_image.shared_dir()
-    archive = workload_image.SHARED_MOUNT + "/" + str(workload["archive"].relative_to(shared))
-    model = workload_image.SHARED_MOUNT + "/" + str(workload["assets"]["model"].relative_to(shared))
+    archive = _on_nodes(workload["archive"], shared)
+    model = _on_nodes(workload["assets"]["model"], shared)
     name, _, tag = workload["tag"].partition(":")
     result = {
         # The image comes offline from the shared volume, as on pools without internet.
@@ -142,17 +142,14 @@ def _training_vars(workload: dict) -> dict:
         "serve_max_model_len": 512,
         "serve_start_timeout": 300,
     }
-    if "inference" in workload:
-        result |= _inference_vars(workload["inference"], shared)
-        # The vision-language model and its picture, for the multimodal request (not served by default).
-        vision = workload["inference"]["assets"]
-        result["train_assets"] += [
-            {"name": "tiny vision-language model", "path": _on_nodes(vision["vision_model"], shared),
-             "dest": "models/tiny-idefics3"},
-            {"name": "lab picture", "path": _on_nodes(vision["image"].parent, shared), "dest": "data/images"},
-        ]  # fmt: skip
-    else:
-        result["serve_engine"] = "llamafactory"
+    result |= _inference_vars(workload["inference"], shared)
+    # The vision-language model and its picture, for the multimodal request (not served by default).
+    vision = workload["inference"]["assets"]
+    result["train_assets"] += [
+        {"name": "tiny vision-language model", "path": _on_nodes(vision["vision_model"], shared),
+         "dest": "models/tiny-idefics3"},
+        {"name": "lab picture", "path": _on_nodes(vision["image"].parent, shared), "dest": "data/images"},
+    ]  # fmt: skip
     return result
 
 
