@@ -12,6 +12,7 @@ from functools import cache
 from pathlib import Path
 
 from ansible.errors import AnsibleFilterError
+from ansible_collections.npufleet.ascend.plugins.filter.rank_tables import render_rank_table
 
 HERE = Path(__file__).parent
 # The manual's vLLM table (supported models, fp16/bf16 and quantization columns) and its MindIE
@@ -175,29 +176,9 @@ def mindie_config(settings: dict, base: dict | None = None) -> dict:
 def rank_table(servers: list[dict]) -> dict:
     """An Ascend rank table (version 1.0) for ``servers`` in rank order: each has server_id (its
     address; the first is the master), and devices with device_id and device_ip (the NPU's own
-    network address, from hccn_tool); rank ids run across servers."""
-    if not servers:
-        raise AnsibleFilterError("rank_table: no servers")
-    rank = 0
-    server_list = []
-    for server in servers:
-        devices = []
-        for device in server.get("devices") or []:
-            if "device_id" not in device or "device_ip" not in device:
-                raise AnsibleFilterError(
-                    f"rank_table: every device of {server.get('server_id')} needs device_id and device_ip"
-                    " (the NPU's address: hccn_tool -i N -ip -g)"
-                )
-            devices.append({"device_id": str(device["device_id"]), "device_ip": str(device["device_ip"]),
-                            "rank_id": str(rank)})  # fmt: skip
-            rank += 1
-        if not devices:
-            raise AnsibleFilterError(f"rank_table: server {server.get('server_id')} has no devices")
-        server_list.append({"server_id": str(server["server_id"]),
-                            "container_ip": str(server.get("container_ip", server["server_id"])),
-                            "device": devices})  # fmt: skip
-    return {"version": "1.0", "server_count": str(len(server_list)), "server_list": server_list,
-            "status": "completed"}  # fmt: skip
+    network address, from hccn_tool); rank ids run across servers. MindIE's layout is HCCL's, so
+    rank_tables renders both."""
+    return render_rank_table(servers, "rank_table")
 
 
 class FilterModule:
