@@ -78,13 +78,19 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "unhealthy: a chip's health (--value, default Alarm); busy: a process on an NPU; held: a "
             "container inside the node holds /dev/davinciN; driver: another driver version; npus: fewer "
-            "NPUs; disk: a small work dir (--value MiB); error: npu-smi fails; clear: undo every fault."
+            "NPUs; disk: a small work dir (--value MiB); error: npu-smi fails; link: an NPU's link down; "
+            "net_health: its net health (--value Fault or Init); tls: TLS on for one NPU; device_ip: "
+            "/etc/hccn.conf and the NPU's address disagree; unreachable: peers get no answer from an NPU; "
+            "port: a process listens on --value PORT; versions: other versions (--value "
+            "driver=V,firmware=V,cann=V); clear: undo every fault."
         ),
     )
     fault.add_argument("node", help="node name, as 'npufleet lab status' lists it")
     fault.add_argument("kind", choices=faults.FAULTS)
-    fault.add_argument("--npu", type=int, default=0, help="NPU id for unhealthy, busy and held (default 0)")
-    fault.add_argument("--value", help="health word, driver version, NPU count, MiB of disk, or error text")
+    fault.add_argument("--npu", type=int, default=0, help="NPU id for the faults of one NPU (default 0)")
+    fault.add_argument(
+        "--value", help="health word, driver version, NPU count, MiB, error text, port, versions"
+    )
     fault.set_defaults(func=lab_commands.cmd_fault)
 
     options = argparse.ArgumentParser(add_help=False)

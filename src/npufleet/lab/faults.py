@@ -1,6 +1,8 @@
-"""Faults injected into a lab node, one small function each, for the preflight checks to find:
-a chip's health, a process or a container on an NPU, the driver version, the NPU count, a small
-work dir, npu-smi failing; ``clear`` undoes every one."""
+"""Faults injected into a lab node, one small function each, for the preflight checks and the
+gates before a job to find: a chip's health, a process or a container on an NPU, the driver
+version, the NPU count, a small work dir, npu-smi failing; an NPU's network port (link down, net
+health, TLS, a stale /etc/hccn.conf address, unreachable), a port another process listens on,
+driver/firmware/CANN versions that do not fit; ``clear`` undoes every one."""
 
 from __future__ import annotations
 
@@ -111,7 +113,77 @@ def _error(node: _Target) -> str:
     return f"{node.name}: npu-smi now fails with {message!r}"
 
 
+def _link(node: _Target) -> str:
+    write_state(node.container, npu_state.with_network(node.state, node.npu, link="DOWN", net_health="Fault"))
+    return f"{node.name}: NPU {node.npu}'s link is down"
+
+
+def _net_health(node: _Target) -> str:
+    health = node.value or "Fault"
+    if health not in ("Fault", "Init"):
+        raise LabError(f"the net_health fault takes --value Fault or --value Init, got {health!r}")
+    write_state(node.container, npu_state.with_network(node.state, node.npu, net_health=health))
+    return f"{node.name}: NPU {node.npu}'s net health reads {health}"
+
+
+def _tls(node: _Target) -> str:
+    write_state(node.container, npu_state.with_network(node.state, node.npu, tls=1))
+    return f"{node.name}: TLS switched on for NPU {node.npu} only"
+
+
+def _device_ip(node: _Target) -> str:
+    actual = npu_state.npu_address(node.npu, node.state["profile"]["node"])
+    stale = node.value or actual.rsplit(".", 1)[0] + ".250"
+    write_state(node.container, npu_state.with_network(node.state, node.npu, conf_address=stale))
+    return f"{node.name}: /etc/hccn.conf says NPU {node.npu} is {stale}; the NPU has {actual}"
+
+
+def _unreachable(node: _Target) -> str:
+    write_state(node.container, npu_state.with_network(node.state, node.npu, reachable=False))
+    return f"{node.name}: peers get no answer from NPU {node.npu}"
+
+
+PORT_UNIT = "npufleet-lab-port-"
+
+
+def _port(node: _Target) -> str:
+    if node.value is None or not node.value.isdigit() or not 1 <= int(node.value) <= 65535:
+        raise LabError("the port fault needs a port: npufleet lab fault NODE port --value 29500")
+    port = int(node.value)
+    listener = (
+        "import socket, time; s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); "
+        f"s.bind(('0.0.0.0', {port})); s.listen(); time.sleep(10 ** 9)"
+    )
+    # A unit of its own, so that it outlives this command and 'clear' can stop it by name.
+    exec_in(node.container, ["systemd-run", f"--unit={PORT_UNIT}{port}", "python3", "-c", listener])
+    exec_in(node.container, ["sh", "-c", f"for i in $(seq 50); do ss -ltn | grep -q ':{port} ' && exit 0; "
+                             "sleep 0.1; done; exit 1"])  # fmt: skip
+    return f"{node.name}: a process (unit {PORT_UNIT}{port}) listens on port {port}"
+
+
+def _versions(node: _Target) -> str:
+    usage = "the versions fault needs driver=, firmware= or cann= pairs: --value firmware=6.4.0.4.220"
+    if not node.value:
+        raise LabError(usage)
+    try:
+        versions = dict(pair.split("=", 1) for pair in node.value.split(","))
+        state = npu_state.with_versions(node.state, versions)
+    except ValueError as error:
+        raise LabError(f"{usage}: {error}") from None
+    write_state(node.container, state)
+    return f"{node.name}: versions now {', '.join(f'{k} {v}' for k, v in versions.items())}"
+
+
 def _clear(node: _Target) -> str:
+    exec_in(
+        node.container,
+        [
+            "sh",
+            "-c",
+            f"systemctl stop '{PORT_UNIT}*' 2>/dev/null; systemctl reset-failed '{PORT_UNIT}*' 2>/dev/null",
+        ],
+        check=False,
+    )
     exec_in(
         node.container,
         ["sh", "-c", f"docker ps -aq --filter label={LABEL}={node.lab} | xargs -r docker rm -f >/dev/null"],
@@ -131,6 +203,13 @@ _FAULTS: dict[str, Callable[[_Target], str]] = {
     "npus": _npus,
     "disk": _disk,
     "error": _error,
+    "link": _link,
+    "net_health": _net_health,
+    "tls": _tls,
+    "device_ip": _device_ip,
+    "unreachable": _unreachable,
+    "port": _port,
+    "versions": _versions,
     "clear": _clear,
 }
 FAULTS = tuple(_FAULTS)

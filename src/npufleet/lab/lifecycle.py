@@ -167,7 +167,9 @@ def up(
 
     for container in started:
         wait_booted(container)
-        write_state(container, state)
+        # Each node its own NPU addresses: the node number is their host part.
+        node = int(container.labels[NODE_LABEL])
+        write_state(container, state if node == 1 else npu_state.initial_state(chip, npus, node=node))
         exec_in(container, ["mkdir", "-p", WORK_DIR])
     lab_registry = None
     if with_registry:

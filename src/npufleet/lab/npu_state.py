@@ -20,12 +20,40 @@ BUS_IDS = [
 ]
 
 DEFAULT_DRIVER = "23.0.6"  # the manual pins driver 23.0.6 with CANN 8.0.rc3
-DEFAULT_FIRMWARE = "7.1.0.11.220"
+DEFAULT_FIRMWARE = "7.1.0.11.220"  # inside driver 23.0.x's compatible_version_fw, [7.0.0,7.1.99]
+DEFAULT_CANN = "8.0.RC3"
 IDLE_HBM_MB = 3400  # what an idle 910B reports as used
+NPU_NETMASK = "255.255.255.0"
 
 
-def initial_state(chip: str = "910B3", npus: int = 8, driver: str = DEFAULT_DRIVER) -> dict:
-    """A healthy, idle node with ``npus`` chips of type ``chip``."""
+def npu_address(npu_id: int, node: int) -> str:
+    """NPU ``npu_id``'s RoCE address on lab node ``node`` (1-based): same-index NPUs share the subnet
+    192.168.(100+id).0/24 across nodes, as on real clusters, and the node number is the host part."""
+    return f"192.168.{100 + npu_id}.{100 + node}"
+
+
+def _network(npu_id: int, node: int) -> dict:
+    address = npu_address(npu_id, node)
+    detect = address.rsplit(".", 1)[0] + ".1"
+    return {
+        "link": "UP",
+        "net_health": "Success",
+        "ipaddr": address,
+        "netmask": NPU_NETMASK,
+        # What /etc/hccn.conf says; a stale entry differs from what the NPU has (fault device_ip).
+        "conf_address": address,
+        "netdetect": detect,
+        "gateway": detect,
+        "tls": 0,
+        # False: the address is kept but peers get no answer (fault unreachable).
+        "reachable": True,
+        "speed_mbps": 200000,
+        "lldp_port": f"400GE1/1/{npu_id + 1}:{node}",
+    }
+
+
+def initial_state(chip: str = "910B3", npus: int = 8, driver: str = DEFAULT_DRIVER, node: int = 1) -> dict:
+    """A healthy, idle node (number ``node`` of its lab) with ``npus`` chips of type ``chip``."""
     if chip not in CHIP_HBM_MB:
         raise ValueError(f"unknown chip {chip!r}: choose one of {', '.join(sorted(CHIP_HBM_MB))}")
     if not 1 <= npus <= 16:
@@ -34,9 +62,10 @@ def initial_state(chip: str = "910B3", npus: int = 8, driver: str = DEFAULT_DRIV
         "chip": chip,
         "driver_version": driver,
         "firmware_version": DEFAULT_FIRMWARE,
+        "cann_version": DEFAULT_CANN,
         "error": None,
         # What 'npufleet lab fault NODE clear' restores.
-        "profile": {"chip": chip, "npus": npus, "driver": driver},
+        "profile": {"chip": chip, "npus": npus, "driver": driver, "node": node},
         "npus": [
             {
                 "id": index,
@@ -48,6 +77,7 @@ def initial_state(chip: str = "910B3", npus: int = 8, driver: str = DEFAULT_DRIV
                 "hbm_total_mb": CHIP_HBM_MB[chip],
                 "bus_id": BUS_IDS[index] if index < len(BUS_IDS) else f"0000:{0x10 + index:02X}:00.0",
                 "processes": [],
+                "net": _network(index, node),
             }
             for index in range(npus)
         ],
@@ -95,4 +125,29 @@ def with_npu_count(state: dict, count: int) -> dict:
 def with_error(state: dict, message: str) -> dict:
     new = copy.deepcopy(state)
     new["error"] = message
+    return new
+
+
+def with_network(state: dict, npu_id: int, **changes: object) -> dict:
+    """The state with NPU ``npu_id``'s network port changed (link, net_health, tls, ...)."""
+    new = copy.deepcopy(state)
+    net = _npu(new, npu_id)["net"]
+    unknown = set(changes) - set(net)
+    if unknown:
+        raise ValueError(f"unknown network settings {sorted(unknown)}: choose from {sorted(net)}")
+    net.update(changes)
+    return new
+
+
+VERSION_KEYS = {"driver": "driver_version", "firmware": "firmware_version", "cann": "cann_version"}
+
+
+def with_versions(state: dict, versions: dict) -> dict:
+    """The state with other driver, firmware or CANN toolkit versions (keys of VERSION_KEYS)."""
+    unknown = set(versions) - set(VERSION_KEYS)
+    if unknown:
+        raise ValueError(f"unknown version keys {sorted(unknown)}: choose from {', '.join(VERSION_KEYS)}")
+    new = copy.deepcopy(state)
+    for key, version in versions.items():
+        new[VERSION_KEYS[key]] = version
     return new

@@ -219,6 +219,12 @@ _WORKLOAD_DOCKERFILE = """FROM {base}
 # ModelArts images run as ma-user (uid 1000) in ma-group; the lab's workload does the same.
 RUN groupadd -g 1000 ma-group && useradd -u 1000 -g ma-group -d /home/ma-user -s /bin/bash ma-user \\
     && chown ma-user:ma-group /home/ma-user
+# ModelArts images carry CANN's toolkit; the lab's carries its version file only, the one the nodes'
+# emulated toolkit has by default (files/npu_sim.py), so the version gate reads a real file.
+RUN d=/usr/local/Ascend/ascend-toolkit/8.0.RC3/$(uname -m)-linux && mkdir -p $d \\
+    && printf 'package_name=%s\\nversion=8.0.RC3\\ninnerversion=%s\\narch=%s\\nos=linux\\n' \\
+       Ascend-cann-toolkit V100R001C19B001 "$(uname -m)" >$d/ascend_toolkit_install.info \\
+    && ln -s 8.0.RC3 /usr/local/Ascend/ascend-toolkit/latest
 LABEL npufleet.lab.workload="{base}"
 CMD ["/bin/bash"]
 """

@@ -6,8 +6,19 @@ Installed as /usr/local/lib/npufleet-lab/npu_sim.py and called under two names:
 * ``npu-smi`` (symlinks in /usr/local/sbin and /usr/local/bin): prints what Huawei's npu-smi
   prints for ``info``, ``info -l``, ``info -t board -i N``, ``info -t usages -i N`` and
   ``info -m``, in the 910B/A2 layout, from the node's state file.
-* ``npu-sim-sync``: makes the device nodes and the driver tree match the state file. A systemd
-  unit runs it at boot, and ``npufleet lab fault`` runs it after changing the state.
+* ``hccn_tool`` (a symlink at /usr/local/Ascend/driver/tools/hccn_tool, on the node only): prints
+  what Huawei's hccn_tool prints for ``-i N`` with ``-link``, ``-net_health``, ``-ip``, ``-tls``,
+  ``-lldp``, ``-netdetect``, ``-gateway``, ``-speed``, ``-link_stat`` (``-g``), answers
+  ``-ping -g address X`` with real pings between lab nodes, and applies the fixes users run
+  (``-tls -s enable 0``, ``-ip -s address A netmask M``, ``-link -s up``).
+* ``npu-sim-sync``: makes the device nodes, the driver, firmware and toolkit trees, /etc/hccn.conf
+  and the NPU addresses match the state file. A systemd unit runs it at boot, and
+  ``npufleet lab fault`` runs it after changing the state.
+
+Each NPU's RoCE address is a real address on the node's lab interface (label ``eth0:npuN``), so an
+``-ping`` from one node's NPU reaches the same-index NPU of another node over the lab network only;
+a link that is down or an NPU made unreachable has no address there, and an address outside the
+NPU's own subnet is never pinged (there is no route for it, as on a RoCE port without a gateway).
 
 The state file (/var/lib/npufleet-lab/state.json) is the single source of truth, so a test can
 inject a fault (an unhealthy chip, a busy NPU, another driver, fewer chips, a failing driver)
@@ -16,9 +27,13 @@ by rewriting it.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
+import platform
+import re
 import stat
+import subprocess
 import sys
 from pathlib import Path
 
@@ -247,13 +262,12 @@ def sync() -> int:
     driver = ROOT / "usr/local/Ascend/driver"
     (driver / "lib64").mkdir(parents=True, exist_ok=True)
     (ROOT / DRIVER_STATE).write_text(json.dumps(state, indent=2), encoding="utf-8")
-    (driver / "version.info").write_text(
-        f"Version={state['driver_version']}\nascendhal_version=7.35.19\naicpu_version=1.0\n"
-        f"tdt_version=1.0\nlog_version=1.0\nprof_version=2.0\ndvppkernels_version=1.1\n"
-        f"tsfw_version=1.0\nInnerversion=V100R001C{state['driver_version'].replace('.', '')}\n"
-        f"compatible_version=[V100R001C30],[V100R001C13],[V100R001C15],[V100R001C17]\n",
-        encoding="utf-8",
-    )
+    _write_versions(state)
+    tool = ROOT / HCCN_TOOL
+    tool.parent.mkdir(parents=True, exist_ok=True)
+    if not tool.is_symlink():
+        tool.unlink(missing_ok=True)
+        tool.symlink_to(Path(__file__).resolve())
     dcmi = ROOT / "usr/local/dcmi"
     dcmi.mkdir(parents=True, exist_ok=True)
     (dcmi / "dcmi_interface_api.h").write_text("/* simulated by npufleet lab */\n", encoding="utf-8")
@@ -264,14 +278,222 @@ def sync() -> int:
         "Firmware_Install_Type=full\nFirmware_Install_Path_Param=/usr/local/Ascend\n",
         encoding="utf-8",
     )
+    (ROOT / "etc/hccn.conf").write_text(_hccn_conf(state), encoding="utf-8")
     (ROOT / "var/log/npu").mkdir(parents=True, exist_ok=True)
+    if str(ROOT) == "/":
+        _sync_addresses(state)  # only on a node: never on the machine that runs the unit tests
     return 0
+
+
+HCCN_TOOL = "usr/local/Ascend/driver/tools/hccn_tool"
+HCCN_USAGE = "Usage: hccn_tool -i <device_id> -<command> -g|-s [args]\n"
+
+
+def _ping_line(transmitted: int, received: int) -> str:
+    loss = 100.0 * (transmitted - received) / transmitted if transmitted else 100.0
+    return f"{transmitted} packets transmitted, {received} received, {loss:.2f}% packet loss"
+
+
+def _same_subnet(net: dict, address: str) -> bool:
+    try:
+        own = ipaddress.ip_interface(f"{net['ipaddr']}/{net['netmask']}")
+        return ipaddress.ip_address(address) in own.network
+    except ValueError:
+        return False
+
+
+def _ping(net: dict, address: str, count: int) -> str:
+    if net["link"] != "UP" or not net["ipaddr"] or not net["reachable"] or not _same_subnet(net, address):
+        return _ping_line(count, 0)
+    # Only from an address this node holds (a lab node's NPU alias): the peer is then on-link, on the
+    # lab network; anywhere else (a developer's machine) nothing is sent.
+    held = subprocess.run(["ip", "-o", "-4", "addr", "show"], capture_output=True, text=True, check=False)
+    if f" {net['ipaddr']}/" not in held.stdout:
+        return _ping_line(count, 0)
+    # Bound by a deadline, from the NPU's own address.
+    done = subprocess.run(
+        ["busybox", "ping", "-c", str(count), "-W", "1", "-w", str(count + 1), "-I", net["ipaddr"], address],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    found = re.search(r"(\d+) packets received", done.stdout)
+    return _ping_line(count, int(found.group(1)) if found else 0)
+
+
+def _hccn_get(state: dict, npu: dict, command: str, args: list[str]) -> list[str] | None:
+    net = npu["net"]
+    npu_id = npu["id"]
+    up = net["link"] == "UP"
+    if command == "link":
+        return [f"link status: {net['link']}"]
+    if command == "net_health":
+        return [f"net health status: {net['net_health']}"]
+    if command == "ip":
+        # An NPU with no address prints nothing.
+        return [f"ipaddr:{net['ipaddr']}", f"netmask:{net['netmask']}"] if net["ipaddr"] else []
+    if command == "tls":
+        return [
+            f"dev_id:{npu_id}, tls switch[{net['tls']}](0:disable, 1:enable),"
+            " tls preconfigured[1](0:non-preset, 1:preset), tls alarm time threshold[60]days"
+        ]
+    if command == "lldp":
+        if not up:
+            return []  # no switch answers on a port that is down
+        return [
+            "Chassis ID TLV", f"        MAC: 00:e0:fc:00:{state['profile'].get('node', 1):02x}:{npu_id:02x}",
+            "Port ID TLV", f"        Ifname: {net['lldp_port']}",
+            "System Description TLV", "        Versatile Routing Platform Software",
+            "Maximum Frame Size TLV", "        9216", "End of LLDPDU TLV",
+        ]  # fmt: skip
+    if command == "netdetect":
+        return [f"netdetect address: {net['netdetect']}"]
+    if command == "gateway":
+        return [f"default gateway:{net['gateway']}, netmask:{net['netmask']}"]
+    if command == "speed":
+        return [f"Speed: {net['speed_mbps']} Mb/s" if up else "Speed: Unknown!"]
+    if command == "link_stat":
+        return [
+            f"[device {npu_id}]current time        : Wed Dec  2 10:00:00 2026",
+            f"[device {npu_id}]link up count       : {1 if up else 0}",
+            f"[device {npu_id}]link change records :",
+            f"[device {npu_id}]    Wed Dec  2 09:00:00 2026    LINK {'UP' if up else 'DOWN'}",
+        ]
+    if command == "ping" and len(args) >= 2 and args[0] == "address":
+        count = int(args[3]) if len(args) >= 4 and args[2] == "pkt" else 3
+        return [_ping(net, args[1], count)]
+    return None
+
+
+def _hccn_set(state: dict, npu: dict, command: str, args: list[str]) -> bool:
+    """The fixes users run; the state file changes, then the node is synced to it."""
+    net = npu["net"]
+    options = dict(zip(args[::2], args[1::2], strict=False))
+    if command == "tls" and "enable" in options:
+        net["tls"] = int(options["enable"])
+    elif command == "ip" and "address" in options:
+        net["ipaddr"] = options["address"]
+        net["netmask"] = options.get("netmask", net["netmask"])
+    elif command == "link" and args in (["up"], ["down"]):
+        net["link"] = args[0].upper()
+        net["net_health"] = "Success" if args[0] == "up" else "Fault"
+    else:
+        return False
+    STATE_FILE.write_text(json.dumps(state, indent=2), encoding="utf-8")
+    sync()
+    return True
+
+
+def hccn_tool(argv: list[str]) -> int:
+    if len(argv) < 4 or argv[0] != "-i" or not argv[2].startswith("-") or argv[3] not in ("-g", "-s"):
+        sys.stderr.write(HCCN_USAGE)
+        return 2
+    state = load_state()
+    if state.get("error"):
+        print(state["error"])
+        return 255
+    try:
+        npu = _find(state, argv[1])
+    except LookupError:
+        print(f"device id {argv[1]} is invalid")
+        return 1
+    command, args = argv[2][1:], argv[4:]
+    if argv[3] == "-s":
+        if not _hccn_set(state, npu, command, args):
+            sys.stderr.write(HCCN_USAGE)
+            return 2
+        return 0
+    lines = _hccn_get(state, npu, command, args)
+    if lines is None:
+        sys.stderr.write(HCCN_USAGE)
+        return 2
+    if lines:
+        print("\n".join(lines))
+    return 0
+
+
+def _hccn_conf(state: dict) -> str:
+    lines = []
+    for npu in state["npus"]:
+        net = npu["net"]
+        if net["conf_address"]:
+            lines += [f"address_{npu['id']}={net['conf_address']}", f"netmask_{npu['id']}={net['netmask']}",
+                      f"netdetect_{npu['id']}={net['netdetect']}"]  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def _sync_addresses(state: dict) -> None:
+    """The NPUs' addresses on the lab interface: one labelled address per NPU whose link is up and
+    that peers can reach; every other ``<dev>:npuN`` address goes."""
+    route = subprocess.run(["ip", "-o", "route", "show", "default"], capture_output=True, text=True,
+                           check=False)  # fmt: skip
+    found = re.search(r"\bdev (\S+)", route.stdout)
+    if not found:
+        return
+    dev = found.group(1)
+    wanted = {}
+    for npu in state["npus"]:
+        net = npu["net"]
+        if net["link"] == "UP" and net["reachable"] and net["ipaddr"]:
+            prefix = ipaddress.ip_network(f"0.0.0.0/{net['netmask']}").prefixlen
+            wanted[f"{net['ipaddr']}/{prefix}"] = f"{dev}:npu{npu['id']}"
+    listed = subprocess.run(["ip", "-o", "-4", "addr", "show", "dev", dev], capture_output=True, text=True,
+                            check=False)  # fmt: skip
+    for line in listed.stdout.splitlines():
+        fields = line.split()
+        address, label = fields[3], fields[-1] if ":npu" in fields[-1] else None
+        if label and wanted.get(address) != label:
+            subprocess.run(["ip", "addr", "del", address, "dev", dev], check=False)
+    for address, label in wanted.items():
+        subprocess.run(["ip", "addr", "replace", address, "dev", dev, "label", label], check=False)
+
+
+# The lab's stand-in CANN inner versions: the family (V100R001Cnn) a driver's compatible_version lists.
+CANN_FAMILIES = {"8.0.RC3": "V100R001C19", "8.0.RC2": "V100R001C18", "8.0.RC1": "V100R001C17"}
+
+
+def _write_versions(state: dict) -> None:
+    """Driver, firmware and CANN toolkit version files, in the real files' form
+    (tests/data/ascend_versions)."""
+    ascend = ROOT / "usr/local/Ascend"
+    driver = state["driver_version"]
+    cann = state.get("cann_version", "8.0.RC3")
+    family = CANN_FAMILIES.get(cann.upper(), "V100R001C99")
+    (ascend / "driver/version.info").write_text(
+        f"Version={driver}\nascendhal_version=7.35.19\naicpu_version=1.0\ntdt_version=1.0\nlog_version=1.0\n"
+        f"prof_version=2.0\ndvppkernels_version=1.1\ntsfw_version=1.0\n"
+        f"Innerversion=V100R001C15SPC{driver.replace('.', '')}B220\n"
+        "compatible_version=[V100R001C15],[V100R001C17],[V100R001C18],[V100R001C19]\n"
+        f"compatible_version_fw=[7.0.0,7.1.99]\npackage_version={driver}\n",
+        encoding="utf-8",
+    )
+    (ascend / "firmware").mkdir(parents=True, exist_ok=True)
+    (ascend / "firmware/version.info").write_text(
+        f"Version={state['firmware_version']}\nfirmware_version=1.0\npackage_version={driver}\n"
+        "compatible_version_drv=[23.0.rc3,23.0.rc3.],[23.0.0,23.0.0.]\n",
+        encoding="utf-8",
+    )
+    arch = f"{platform.machine()}-linux"
+    toolkit = ascend / "ascend-toolkit" / cann / arch
+    toolkit.mkdir(parents=True, exist_ok=True)
+    (toolkit / "ascend_toolkit_install.info").write_text(
+        f"package_name=Ascend-cann-toolkit\nversion={cann}\ninnerversion={family}B001\n"
+        f"compatible_version=[V100R001C15],[V100R001C17],[V100R001C18],[V100R001C19]\narch={platform.machine()}\n"
+        f"os=linux\npath=/usr/local/Ascend/ascend-toolkit/{cann}/{arch}\n",
+        encoding="utf-8",
+    )
+    latest = ascend / "ascend-toolkit/latest"
+    if latest.is_symlink() or latest.exists():
+        latest.unlink()
+    latest.symlink_to(cann)
 
 
 def main() -> int:
     name = Path(sys.argv[0]).name
     if name == "npu-sim-sync" or sys.argv[1:2] == ["--sync"]:
         return sync()
+    if name == "hccn_tool":
+        return hccn_tool(sys.argv[1:])
     return npu_smi(sys.argv[1:])
 
 
