@@ -58,19 +58,18 @@ def overrides(hosts: list[str], hostvars, var: str) -> dict:
     return found
 
 
-def collect(hosts: list[str], hostvars) -> list[dict]:
-    """Every node's readings from ``hostvars`` in ``hosts`` order; a skipped or missing reading is
-    None, and a node's own address is what rank tables name it by."""
+def collect(hosts: list[str], hostvars, readings: dict | None = None) -> list[dict]:
+    """Every node's readings from ``hostvars`` in ``hosts`` order (``readings``: the host variable of
+    each kind, default READING_VARS); a skipped or missing reading is None, and a node's own address
+    is what rank tables name it by."""
     facts = []
     for host in hosts:
         found = hostvars.get(host) or {}
-        fact = {
-            "host": host,
-            "address": found.get("npufleet_node_address") or found.get("ansible_host") or host,
-        }
-        for key, var in READING_VARS.items():
+        fact = {"host": host, "address": _address(host, found)}
+        for key, var in (readings or READING_VARS).items():
             result = found.get(var)
-            fact[key] = None if not result or result.get("skipped") else result
+            # A failed reading (its node left the play) says nothing: not "free", not "ok".
+            fact[key] = None if not result or result.get("skipped") or result.get("failed") else result
         if fact["pings"] is not None:
             fact["pings"] = fact["pings"].get("pings") or []
         # What rank_servers_from_facts takes: the node's address and its NPUs as the gate read them.
@@ -278,12 +277,25 @@ def _ports(report: _Report, host: str, found: dict, wanted: list[dict]) -> list[
 COLUMNS = ("link", "health", "address", "hccn.conf", "tls", "subnet", "reach")
 
 
+def _port_ranges(ports: list[int]) -> str:
+    """``29500, 8000, 60000-60015``: runs of consecutive ports in one item."""
+    items: list[list[int]] = []
+    for port in ports:
+        if items and port == items[-1][-1] + 1:
+            items[-1].append(port)
+        else:
+            items.append([port])
+    return ", ".join(str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}" for run in items)
+
+
 def _table(host: str, rows: dict, extra: list[str]) -> list[str]:
     widths = {
         column: max([len(column)] + [len(cells.get(column, "-")) for cells in rows.values()])
         for column in COLUMNS
     }
-    lines = [f"{host}:", "  NPU  " + "  ".join(column.ljust(widths[column]) for column in COLUMNS)]
+    lines = [f"{host}:"]
+    if rows:  # no NPU header when the network was not read (ports and versions only)
+        lines.append("  NPU  " + "  ".join(column.ljust(widths[column]) for column in COLUMNS))
     for npu_id, cells in sorted(rows.items()):
         lines.append(
             f"  {npu_id:<3}  " + "  ".join(cells.get(column, "-").ljust(widths[column]) for column in COLUMNS)
@@ -362,7 +374,7 @@ def job_gate_report(
         extra = []
         if fact.get("ports") is not None:
             taken = _ports(report, host, fact["ports"], ports or [])
-            asked = ", ".join(str(port["port"]) for port in ports or [])
+            asked = _port_ranges([int(port["port"]) for port in ports or []])
             extra.append(f"ports {asked}: " + (f"taken {', '.join(taken)}" if taken else "free"))
         versions = fact.get("versions")
         if versions is not None:

@@ -110,7 +110,7 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
-files:
+version_files:
   description: The file read for each of driver, firmware and toolkit, or null when there was none.
   returned: success
   type: dict
@@ -276,7 +276,7 @@ class AscendVersionInfo:
                 torch_versions=params["torch_versions"],
                 require_torch_npu=params["require_torch_npu"],
             )
-        return {"changed": False, "files": files, "host": host, "image": image, "problems": problems}
+        return {"changed": False, "version_files": files, "host": host, "image": image, "problems": problems}
 
 
 def main() -> None:

@@ -98,6 +98,9 @@ def run_stage(
             for host, res in sorted(result.hosts.items()):
                 for task in res.changed_tasks:
                     console.print(f"would change on {host}: {task}", highlight=False)
+        # The gate before a job: what it read on every node, NPU by check (a refusal prints it too).
+        for gate in result.module_results("job_gate_report"):
+            print(gate.result.get("msg", ""), flush=True)
         if print_reports:
             for path in result.reports:
                 if path.endswith(".md") and Path(path).is_file():

@@ -49,7 +49,7 @@ def without_invocation(result: dict) -> dict:
 def test_reads_the_node_and_finds_it_consistent_in_check_mode_too(node, capsys):
     result = run_module(capsys, **node)
     assert result["changed"] is False and result["problems"] == []
-    assert result["files"]["toolkit"].endswith("latest/aarch64-linux/ascend_toolkit_install.info")
+    assert result["version_files"]["toolkit"].endswith("latest/aarch64-linux/ascend_toolkit_install.info")
     assert result["host"]["driver"]["version"] == "23.0.7"
     assert result["host"]["firmware"]["compatible_drv"] == [["23.0.rc3", "23.0.rc3."], ["23.0.0", "23.0.0."]]
     assert result["host"]["toolkit"]["family"] == "V100R001C13"
@@ -70,7 +70,7 @@ def test_the_manuals_pins_are_problems_not_failures(node, capsys):
 def test_a_missing_firmware_file_is_a_problem(node, tmp_path, capsys):
     node["firmware_path"] = str(tmp_path / "nowhere" / "version.info")
     result = run_module(capsys, **node)
-    assert result["host"]["firmware"] is None and result["files"]["firmware"] is None
+    assert result["host"]["firmware"] is None and result["version_files"]["firmware"] is None
     (problem,) = result["problems"]
     assert problem["component"] == "firmware" and problem["found"] == "missing"
 
