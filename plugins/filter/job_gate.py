@@ -277,6 +277,22 @@ def _ports(report: _Report, host: str, found: dict, wanted: list[dict]) -> list[
 COLUMNS = ("link", "health", "address", "hccn.conf", "tls", "subnet", "reach")
 
 
+# The settings that hold each kind of accepted version, named where a message says "accepted versions".
+VERSION_SETTINGS = {"driver": "job_gate_driver_versions", "cann": "job_gate_cann_versions",
+                    "torch": "job_gate_torch_versions"}  # fmt: skip
+
+
+def _version_problem(report: _Report, host: str, problem: dict) -> None:
+    """ascend_version_info's message reads "<finding>: <what to do>."; the setting that accepts a
+    version is named where the message speaks of accepted versions."""
+    message = problem.get("message") or f"{problem.get('component')} {problem.get('found')} does not fit"
+    setting = VERSION_SETTINGS.get(str(problem.get("component")))
+    if setting:
+        message = message.replace("to the accepted versions", f"to {setting}")
+    finding, _, fix = message.rstrip(".").partition(": ")
+    report.add(host, None, finding, fix or f"use one that fits: {problem.get('expected')}")
+
+
 def _port_ranges(ports: list[int]) -> str:
     """``29500, 8000, 60000-60015``: runs of consecutive ports in one item."""
     items: list[list[int]] = []
@@ -391,12 +407,7 @@ def job_gate_report(
                     f" CANN {cann or '-'}"
                 )
             for problem in versions.get("problems") or []:
-                report.add(
-                    host,
-                    None,
-                    problem["message"],
-                    f"use a {problem['component']} that fits: {problem['expected']}",
-                )
+                _version_problem(report, host, problem)
             extra.append(f"versions: {found}: {'ok' if not versions.get('problems') else 'FAIL'}")
         table += _table(host, rows[host], extra) if (rows[host] or extra) else []
     return {

@@ -48,6 +48,11 @@ options:
     description: Judge the NPU network (false when only one node runs the job).
     type: bool
     default: true
+  left_out:
+    description: Nodes of the play that are not judged (they failed an earlier task); named in a warning.
+    type: list
+    elements: str
+    default: []
   readings:
     description:
       - The host variables the gate registered its readings in, by kind (C(hccn), C(pings), C(ports),
@@ -118,6 +123,7 @@ SPEC = dict(
         "ports": {"type": "list", "elements": "dict", "default": []},
         "net_health_init": {"type": "str", "choices": ["warn", "fail"], "default": "warn"},
         "network": {"type": "bool", "default": True},
+        "left_out": {"type": "list", "elements": "str", "default": []},
         "readings": {
             "type": "dict",
             "default": {

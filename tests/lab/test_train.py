@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from npufleet.api import run_playbook
-from npufleet.lab import lifecycle
+from npufleet.lab import faults, lifecycle
 from tests.lab.conftest import node_exec, run_cli
 
 pytestmark = pytest.mark.lab
@@ -104,6 +104,19 @@ def test_sft_lora_on_two_nodes_then_nothing_to_do(train_lab, reports):
         assert env["HCCL_IF_IP"] == addresses[name]
         assert env["GLOO_SOCKET_IFNAME"] == env["HCCL_SOCKET_IFNAME"] == "eth0"
         assert env["FORCE_TORCHRUN"] == "1"
+    # The gate before launch wrote the job's rank table on both nodes from the NPU addresses it read:
+    # the training container's NPUs 0-3, NPU n of node k at 192.168.(100+n).(100+k).
+    tables = [json.loads(node_exec(name, "cat /home/ma-user/ws/npufleet/hccl.json")[1]) for name in NODES]
+    assert tables[0] == tables[1]
+    assert (tables[0]["version"], tables[0]["server_count"], tables[0]["status"]) == ("1.0", "2", "completed")
+    assert [server["server_id"] for server in tables[0]["server_list"]] == [addresses[name] for name in NODES]
+    assert [
+        (d["device_id"], d["device_ip"], d["rank_id"]) for s in tables[0]["server_list"] for d in s["device"]
+    ] == [
+        (str(npu), f"192.168.{100 + npu}.{101 + node}", str(4 * node + npu))
+        for node in range(2)
+        for npu in range(4)
+    ]
     # Rank 0 writes the log and the adapter; the report says 2 cards and which method it used.
     _, listing = node_exec(NODES[0], "ls /home/ma-user/ws/output/sft-two")
     assert "adapter_model.safetensors" in listing.split()
@@ -167,6 +180,28 @@ def test_a_lost_rank_stops_the_other_and_names_its_node(train_lab, reports):
     assert ended - stopped_at["time"] < 60
     code, _ = node_exec(NODES[0], f"docker exec {CONTAINER} pgrep -f 'llamafactory|torchrun'")
     assert code == 1, "the survivor's rank still runs"
+
+
+@pytest.mark.parametrize(
+    ("fault", "message"),
+    [
+        (("link", 2, None), f"{NODES[1]} NPU 2: link is DOWN"),
+        (("port", 0, "29500"), f"{NODES[1]}: port 29500 (train_master_port) is taken by pid"),
+    ],
+)
+def test_a_two_node_run_is_refused_by_the_gate_before_any_rank_starts(train_lab, reports, fault, message):
+    node_exec(NODES[0], "rm -f /home/ma-user/ws/npufleet/logs/gated-rank0.log")
+    faults.fault(LAB, NODES[1], *fault)
+    try:
+        result = train(train_lab, reports, train_name="gated", train_force=True)
+    finally:
+        faults.fault(LAB, NODES[1], "clear")
+    assert not result.succeeded
+    assert "the job cannot start:" in result.first_failure()
+    assert message in result.first_failure()
+    for rank, name in enumerate(NODES):
+        assert node_exec(name, f"test -e /home/ma-user/ws/npufleet/logs/gated-rank{rank}.log")[0] == 1
+        assert node_exec(name, "test -e /var/lib/npufleet/launch/train-gated.json")[0] == 1
 
 
 @pytest.mark.parametrize(

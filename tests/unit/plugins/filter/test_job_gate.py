@@ -361,12 +361,27 @@ def test_version_problems_are_passed_through():
     bad = dict(VERSIONS_OK, problems=[problem])
     facts = healthy(node1={"versions": VERSIONS_OK}, node2={"versions": bad})
     result = report(facts)
+    # The finding, then what to do: the message's own hint after its first ": ".
     assert result["problems"] == [
-        "node2: Driver 23.0.7 is not one of the accepted versions (23.0.6): install driver 23.0.6.;"
-        " fix: use a driver that fits: one of 23.0.6"
+        "node2: Driver 23.0.7 is not one of the accepted versions (23.0.6); fix: install driver 23.0.6"
     ]
     assert "  versions: driver 23.0.6, firmware 7.1.0.11.220, toolkit 8.0.RC3: ok" in result["table"]
     assert any(line.endswith(": FAIL") and line.startswith("  versions:") for line in result["table"])
+
+
+def test_a_version_problem_names_the_setting_that_accepts_versions():
+    problem = {
+        "component": "cann",
+        "found": "8.0.RC2",
+        "expected": "one of 8.0.rc3",
+        "message": "CANN toolkit 8.0.RC2 is not one of the accepted versions (8.0.rc3): install CANN toolkit"
+        " 8.0.rc3, or add 8.0.RC2 to the accepted versions if it is supported.",
+    }
+    facts = healthy(node2={"versions": dict(VERSIONS_OK, problems=[problem])})
+    assert report(facts)["problems"] == [
+        "node2: CANN toolkit 8.0.RC2 is not one of the accepted versions (8.0.rc3); fix: install CANN toolkit"
+        " 8.0.rc3, or add 8.0.RC2 to job_gate_cann_versions if it is supported"
+    ]
 
 
 def test_image_versions_in_the_table():
