@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from ansible_collections.npufleet.ascend.plugins.module_utils import hccn_tool
 from ansible_collections.npufleet.ascend.plugins.module_utils.hccn_tool import (
     READINGS,
     parse_gateway,
@@ -28,20 +29,8 @@ from tests.fixtures import FIXTURE_ROOT
 
 HCCN_TOOL = FIXTURE_ROOT / "hccn_tool"
 
-PARSERS = [
-    parse_gateway,
-    parse_hccn_conf,
-    parse_ip,
-    parse_link,
-    parse_link_stat,
-    parse_lldp,
-    parse_net_health,
-    parse_netdetect,
-    parse_ping,
-    parse_speed,
-    parse_stat,
-    parse_tls,
-]
+# Every parser of the module, so that a new one is run against odd input too.
+PARSERS = [getattr(hccn_tool, name) for name in sorted(dir(hccn_tool)) if name.startswith("parse_")]
 
 
 def output(name: str) -> str:
