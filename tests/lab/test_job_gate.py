@@ -43,7 +43,7 @@ def test_the_gate_passes_on_a_healthy_lab_and_shows_every_npu(lab_inventory):
 @pytest.mark.parametrize(
     ("kind", "npu", "value", "expected"),
     [
-        ("link", 3, None, f"{NODES[1]} NPU 3: link is DOWN (switch port"),
+        ("link", 3, None, f"{NODES[1]} NPU 3: link is DOWN; fix: check the cable and the switch port"),
         ("net_health", 2, "Fault", f"{NODES[1]} NPU 2: net health is Fault (expected Success)"),
         ("tls", 5, None, f"{NODES[1]} NPU 5: TLS switch is 1 while 15 other NPUs of the job have 0"),
         ("device_ip", 1, None,
