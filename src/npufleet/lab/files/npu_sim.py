@@ -441,7 +441,10 @@ def _sync_addresses(state: dict) -> None:
                             check=False)  # fmt: skip
     for line in listed.stdout.splitlines():
         fields = line.split()
-        address, label = fields[3], fields[-1] if ":npu" in fields[-1] else None
+        # "11: eth0 inet 192.168.100.101/24 scope global eth0:npu0\ valid_lft ...": the label
+        # follows the scope.
+        label = next((field.rstrip("\\") for field in fields if field.startswith(f"{dev}:npu")), None)
+        address = fields[3]
         if label and wanted.get(address) != label:
             subprocess.run(["ip", "addr", "del", address, "dev", dev], check=False)
     for address, label in wanted.items():
