@@ -30,7 +30,7 @@ TCP_STATES = {
 }
 
 # Docker's container cgroup: /docker/<id> (cgroupfs driver) or docker-<id>.scope (systemd driver).
-_DOCKER_CGROUP = re.compile(r"(?:/docker/|/docker-)([0-9a-f]{64})(?:\.scope)?(?:/|$)")
+_DOCKER_CGROUP = re.compile(r"(?:/docker/|/docker-)([0-9a-f]{64})(?:\.scope)?(?=/|$)")
 
 
 def _address(hex_address: str) -> str:
@@ -71,12 +71,17 @@ def parse_proc_net_tcp(text: str) -> list[dict]:
     return sockets
 
 
-def container_id_from_cgroup(text: str) -> str | None:
+def container_id_from_cgroup(text: str, outer: str | None = None) -> str | None:
     """The Docker container id in a /proc/PID/cgroup (cgroup v1 or v2, either cgroup driver); None
-    for a process outside a container, or one read from inside its own cgroup namespace."""
+    for a process outside a container, or one read from inside its own cgroup namespace.
+
+    A node that is itself a container (the lab's, or Docker in Docker) nests its containers' cgroups
+    under its own: the innermost id is the process's container. ``outer``, the id of the container the
+    reader runs in, is not a container of this node: a process in only that one is in none."""
     for line in text.splitlines():
         path = line.split(":", 2)[-1]
-        match = _DOCKER_CGROUP.search(path)
-        if match:
-            return match.group(1)
+        found = [match.group(1) for match in _DOCKER_CGROUP.finditer(path)]
+        found = [container for container in found if container != outer]
+        if found:
+            return found[-1]
     return None

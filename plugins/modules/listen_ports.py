@@ -151,6 +151,10 @@ class ListenPorts:
     def __init__(self, module: AnsibleModule) -> None:
         self.module = module
         self.proc = module.params["proc_root"]
+        # Where the module itself runs in a container (a lab node), that one is the node, not a
+        # container on it.
+        own_cgroup = _read(os.path.join(self.proc, "self", "cgroup"))
+        self.own_container = container_id_from_cgroup(own_cgroup) if own_cgroup else None
         self.ports = module.params["ports"]
         bad = [port for port in self.ports if not 1 <= port <= 65535]
         if bad:
@@ -193,7 +197,7 @@ class ListenPorts:
             "pid": pid,
             "process": comm.strip() if comm is not None else None,
             "cmdline": cmdline.replace("\0", " ").strip()[:CMDLINE_LIMIT] if cmdline is not None else None,
-            "container_id": container_id_from_cgroup(cgroup) if cgroup else None,
+            "container_id": container_id_from_cgroup(cgroup, self.own_container) if cgroup else None,
         }
 
     def ignored_ids(self) -> list[str]:

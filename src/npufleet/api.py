@@ -161,8 +161,10 @@ def run(
 
 
 # Names of secrets: passwords, secrets, API keys, and tokens (hf_token, token_file), but not token
-# counts (max_tokens, bench_input_tokens).
-_SECRET_KEY = re.compile(r"password|passwd|secret|api_?key|(?:^|_)token(?:$|_)", re.IGNORECASE)
+# counts and lengths (max_tokens, bench_input_tokens, serve_mindie_max_input_token_len).
+_SECRET_KEY = re.compile(
+    r"password|passwd|secret|api_?key|(?:^|_)token(?:$|_(?!len|count|limit))", re.IGNORECASE
+)
 
 
 def _failure(event: dict) -> tuple[str, dict]:

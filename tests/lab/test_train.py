@@ -538,3 +538,47 @@ def test_the_manuals_multimodal_request_to_vllm(train_lab):
     assert "the chat completion failed (HTTP 400)" in text.first_failure()
     assert "is not a multimodal model" in text.first_failure()
     node_exec(NODES[0], f"docker exec {INFERENCE} pkill -f 'port=8118' ; true")
+
+
+def test_mindie_across_two_nodes_gets_its_rank_table_from_the_gate(train_lab):
+    """MindIE is not in the lab: its daemon cannot start. Everything before it is real: the gate
+    across both nodes, then config.json and rank_table_file.json rendered from what it read."""
+    mindie = {
+        "serve_engine": "mindie",
+        "serve_name": "mindie-lab",
+        "serve_mindie_model_name": "DeepSeek-V3",
+        "serve_mindie_npu_device_ids": [4, 5, 6, 7],
+        "serve_port": 8120,
+        "serve_start_timeout": 30,
+        "serve_adapter_path": "",
+        "serve_record_dir": "",
+        # MindIE's max_model_len is their sum: it must fit the lab model's 512 positions.
+        "serve_mindie_max_input_token_len": 256,
+        "serve_mindie_max_iter_times": 256,
+    }
+    # The model comes with the training assets; copying them again changes nothing after the other tests.
+    assets = run_playbook("train.yml", train_lab, tags="train_assets")
+    assert assets.succeeded, assets.first_failure()
+    result = run_playbook("serve.yml", train_lab, extravars=mindie)
+    assert not result.succeeded  # no mindieservice_daemon in the lab
+    # It fails where MindIE would start, after the gate passed and the files were rendered.
+    assert "mindie-service/conf/config.json" in result.first_failure(), result.first_failure()
+    inventory = yaml.safe_load(train_lab.read_text())["all"]["children"]["npu_nodes"]["hosts"]
+    addresses = [inventory[name]["npufleet_node_address"] for name in NODES]
+    expected = [
+        (str(npu), f"192.168.{100 + npu}.{101 + node}", str(4 * node + npu - 4))
+        for node in range(2)
+        for npu in range(4, 8)
+    ]
+    for name in NODES:
+        table = json.loads(node_exec(name, "cat /home/ma-user/ws/npufleet/serve/rank_table_file.json")[1])
+        print(name, json.dumps(table))
+        assert (table["version"], table["server_count"], table["status"]) == ("1.0", "2", "completed")
+        assert [server["server_id"] for server in table["server_list"]] == addresses
+        devices = [
+            (d["device_id"], d["device_ip"], d["rank_id"]) for s in table["server_list"] for d in s["device"]
+        ]
+        assert devices == expected
+        # The manual: config.json's ipAddress is the master's address, the rank table's first server_id.
+        config = json.loads(node_exec(name, "cat /home/ma-user/ws/npufleet/serve/config.json")[1])
+        assert config["ServerConfig"]["ipAddress"] == addresses[0]

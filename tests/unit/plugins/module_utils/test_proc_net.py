@@ -93,3 +93,36 @@ def test_container_id_from_docker_cgroup_forms(form, expected, text):
 def test_a_short_or_foreign_id_is_no_docker_container():
     assert container_id_from_cgroup("0::/docker/abc123\n") is None
     assert container_id_from_cgroup(f"0::/kubepods.slice/cri-containerd-{CONTAINER_ID}.scope\n") is None
+
+
+def lab_node_sections() -> dict[str, str]:
+    """'### what: id' section title -> cgroup text, from the recorded lab node."""
+    sections, title = {}, None
+    for line in recorded("lab_node_cgroups.txt").splitlines():
+        if line.startswith("### "):
+            title = line[4:]
+            sections[title] = ""
+        elif title and not line.startswith("#"):
+            sections[title] += line + "\n"
+    return sections
+
+
+def test_on_a_node_that_is_a_container_only_the_nodes_own_containers_count():
+    sections = lab_node_sections()
+    (own_title,) = [title for title in sections if title.startswith("the reader itself")]
+    node_id = own_title.rpartition(": ")[2]
+    assert container_id_from_cgroup(sections[own_title]) == node_id
+    for title, text in sections.items():
+        expected = title.rpartition(": ")[2]
+        found = container_id_from_cgroup(text, outer=node_id)
+        assert found == (None if expected in ("none", node_id) else expected), title
+    # Without knowing it runs in one, every process of the node looks like it is in a container.
+    (init_title,) = [title for title in sections if title.startswith("the node's own pid 1")]
+    assert container_id_from_cgroup(sections[init_title]) == node_id
+
+
+def test_the_innermost_of_nested_docker_cgroups_is_the_container():
+    outer, inner = "a" * 64, "b" * 64
+    assert container_id_from_cgroup(f"0::/docker/{outer}/docker/{inner}\n", outer=outer) == inner
+    assert container_id_from_cgroup(f"0::/docker/{outer}/system.slice/docker-{inner}.scope\n") == inner
+    assert container_id_from_cgroup(f"0::/docker/{outer}/init.scope\n", outer=outer) is None
