@@ -8,82 +8,31 @@ from __future__ import annotations
 import re
 import shlex
 
-PEER_LOST = "a peer rank went away or could not be reached"
+from ansible_collections.npufleet.ascend.plugins.module_utils.fault_signatures import PEER_LOST, SIGNATURES
 
-# (compiled pattern, what it means, the fix). From the manual's training and inference FAQ, plus the
-# ways a distributed run dies when a peer goes away.
-FATAL_PATTERNS = (
-    (
-        r"not found in your environment: flash_attn|No module named 'flash_attn'",
-        "flash_attn is not available on Ascend",
-        "the manual's training FAQ 3: do not ask for flash attention (flash_attn: disabled in LLaMA-Factory),"
-        " or comment out the flash_attn check in transformers/dynamic_module_utils.py",
-    ),
-    (
-        r"Error waiting on exit barrier",
-        "torch elastic's exit barrier timed out (300 s by default) while ranks finished",
-        "the manual's training FAQ 4: raise barrier_timeout in torch/distributed/elastic/agent/server/api.py"
-        " (_exit_barrier), or make the ranks finish together",
-    ),
-    (
-        r"NPU out of memory|NPU memory|RuntimeError: .*out of memory|CUDA out of memory",
-        "the NPU ran out of memory",
-        "lower the micro batch size or cutoff_len, use LoRA instead of full, or spread the model over more"
-        " NPUs (TP/PP); for serving lower --gpu-memory-utilization",
-    ),
-    (
-        r"Connection closed by peer|Connection reset by peer|RendezvousConnectionError|"
-        r"DistNetworkError|RendezvousTimeoutError|HCCL.*(?:timeout|time out)|ProcessGroupGloo.*timed out",
-        PEER_LOST,
-        "look at the other nodes' logs for the first failure; check MASTER_ADDR/MASTER_PORT, the"
-        " interface in HCCL_SOCKET_IFNAME/GLOO_SOCKET_IFNAME and the firewall between nodes",
-    ),
-    (
-        r"ModuleNotFoundError: No module named '([^']+)'",
-        "a Python package is missing in the image",
-        "install the pinned dependencies into the container (the manual's scripts/install.sh, or the"
-        " train role's pip requirements) or use the image built for this framework",
-    ),
-    (
-        r"User-specified max_model_len.*is greater than the d",
-        "max-model-len is longer than the model allows",
-        "the manual's inference FAQ 2: lower --max-model-len (serve_max_model_len) to the model's"
-        " max_position_embeddings or seq_length, or raise that in its config.json",
-    ),
-    # vLLM's start-up failures, as its OpenAI server prints them (tests/data/vllm_cpu/).
-    (
-        r"error: unrecognized arguments: .*|error: argument --[\w-]+: .*",
-        "the server rejects a command-line flag",
-        "remove or fix that flag: in serve_extra_args, or the serve_* variable that renders it (set it to 0"
-        " or empty to leave the flag out where this release of the server does not have it)",
-    ),
-    (
-        r"\[Errno 98\] (?:error while attempting to bind.*|Address already in use)",
-        "the serving port is already taken on the node",
-        "another process listens on serve_port: stop it (another server, or 'npufleet teardown') or pick"
-        " another serve_port",
-    ),
-    (
-        r"less than requested memory for kv|No available memory for the cache blocks|"
-        r"larger than the available KV cache memory|KV cache memory is not enough",
-        "the KV cache does not fit in memory",
-        "ask for a smaller KV cache: VLLM_CPU_KVCACHE_SPACE (GiB) or --kv-cache-memory-bytes on the CPU,"
-        " serve_gpu_memory_utilization on NPUs; or lower serve_max_model_len or serve_max_num_seqs",
-    ),
-    (
-        r"Unsupported CPU attention configuration.*",
-        "vLLM's CPU attention does not support this model's head size",
-        "serve a model whose hidden_size / num_attention_heads is 32, 64, 80, 96, 112, 128, 256 or 512",
-    ),
+__all__ = ["PEER_LOST", "find_fatal", "parse_probe", "probe", "progress", "stop_line", "tail", "wrapper"]
+
+# The fatal lines are the catalogue's entries that stop a launch (fault_signatures.py, the one table
+# of failures; the diagnosis after a failed run reads all of it).
+# A cause is named before a symptom found in the same log (a lost peer after the port was taken).
+_COMPILED = tuple(
+    (re.compile("|".join("(?:" + pattern + ")" for pattern in entry["patterns"])), entry)
+    for entry in sorted(SIGNATURES, key=lambda entry: entry["symptom"])
+    if entry["stops_launch"]
 )
-_COMPILED = tuple((re.compile(pattern), meaning, hint) for pattern, meaning, hint in FATAL_PATTERNS)
 
 
 def find_fatal(text: str, extra: list[dict] | None = None) -> dict | None:
-    """The first known fatal error in ``text``: the line, its meaning and the hint; None if none."""
-    patterns = [(re.compile(item["pattern"]), item.get("meaning", "a fatal error"), item.get("hint", ""))
-                for item in extra or []]  # fmt: skip
-    for regex, meaning, hint in (*patterns, *_COMPILED):
+    """The first known fatal error in ``text`` (extra patterns first, then the catalogue in its order):
+    the line, its meaning and the hint, the catalogue id and whether it is a symptom of a failure
+    elsewhere (a lost peer); None if none."""
+    custom = [
+        (re.compile(item["pattern"]),
+         {"id": "custom", "cause": item.get("meaning", "a fatal error"), "fix": item.get("hint", ""),
+          "symptom": False})
+        for item in extra or []
+    ]  # fmt: skip
+    for regex, entry in (*custom, *_COMPILED):
         match = regex.search(text)
         if match:
             start = text.rfind("\n", 0, match.start()) + 1
@@ -92,7 +41,13 @@ def find_fatal(text: str, extra: list[dict] | None = None) -> dict | None:
             if len(line) > 400:
                 # A long line (a logger's prefix, a validation error): from the match on, which says it.
                 line = text[match.start() : end if end >= 0 else len(text)].strip()[:400]
-            return {"line": line, "meaning": meaning, "hint": hint}
+            return {
+                "line": line,
+                "meaning": entry["cause"],
+                "hint": entry["fix"],
+                "id": entry["id"],
+                "symptom": entry["symptom"],
+            }
     return None
 
 

@@ -229,7 +229,6 @@ import urllib.request
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.npufleet.ascend.plugins.module_utils.docker_env import secret_env_file
 from ansible_collections.npufleet.ascend.plugins.module_utils.launch_log import (
-    PEER_LOST,
     find_fatal,
     parse_probe,
     probe,
@@ -409,7 +408,7 @@ class LaunchManager:
                 "progress": progress(text),
                 "log_tail": tail(text, self.params["tail_lines"]),
                 "elapsed": round(time.monotonic() - began, 1),
-                "peer_lost": bool(fatal and fatal["meaning"] == PEER_LOST),
+                "peer_lost": bool(fatal and fatal["symptom"]),
             }
             if not seen["container_running"]:
                 return merged(

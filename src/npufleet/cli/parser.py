@@ -7,6 +7,7 @@ import argparse
 from npufleet import __version__
 from npufleet.api import STAGES
 from npufleet.cli import bench as bench_commands
+from npufleet.cli import diagnose as diagnose_commands
 from npufleet.cli import lab as lab_commands
 from npufleet.cli import reports, stages
 from npufleet.lab import faults, lifecycle
@@ -131,6 +132,15 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("run", nargs="?", help="run name (train_name); default: the latest report")
     report.add_argument("--dir", help="reports folder (default reports/train in the checkout)")
     report.set_defaults(func=reports.cmd_report)
+    diagnose = sub.add_parser(
+        "diagnose",
+        help="name the first failure in logs or an evidence folder, with its cause and fix",
+        description="Applies the fault catalogue (plugins/module_utils/fault_signatures.py) to the files"
+        " given, or to every file under a folder (an evidence folder's nodes/<host>/ name the nodes), and"
+        " names the earliest cause across them. Exit 0 when a signature matched, 1 when none did.",
+    )
+    diagnose.add_argument("paths", nargs="+", metavar="PATH", help="log files or folders")
+    diagnose.set_defaults(func=diagnose_commands.cmd_diagnose)
 
     bench = sub.add_parser(
         "bench",

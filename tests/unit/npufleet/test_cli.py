@@ -246,3 +246,33 @@ def test_bench_options_for_the_inventory_path_and_backend_vllm_needs_one(tmp_pat
         done.returncode == 2
         and "--backend vllm runs vllm bench serve in the serving container" in done.stderr
     )
+
+
+FAILURE_LOGS = Path(__file__).resolve().parents[2] / "data" / "failure_logs"
+
+
+def test_diagnose_names_each_match_with_its_cause_fix_file_and_line():
+    done = run("--json", "diagnose", str(FAILURE_LOGS / "hccl_listen_port_in_use_then_link_timeout.log"))
+    assert done.returncode == 0, done.stderr
+    found = json.loads(done.stdout)
+    assert found["first"]["id"] == "hccl_listen_port_in_use"
+    assert found["summary"].startswith(
+        "hccl_listen_port_in_use on hccl_listen_port_in_use_then_link_timeout.log"
+    )
+    assert [match["id"] for match in found["matches"]] == ["hccl_listen_port_in_use"] + [
+        "hccl_link_establish_timeout"
+    ] * 2
+    for match in found["matches"]:
+        assert match["cause"] and match["fix"] and match["file"].endswith(".log") and match["line_no"] > 2
+    text = run("diagnose", str(FAILURE_LOGS))
+    assert text.returncode == 0 and "## First failure" in text.stdout and "**Fix**:" in text.stdout
+
+
+def test_diagnose_exits_1_when_nothing_matched_and_2_on_a_missing_path(tmp_path):
+    healthy = tmp_path / "train.log"
+    healthy.write_text("{'loss': 1.2, 'epoch': 0.5}\ntraining finished\n", encoding="utf-8")
+    done = run("diagnose", str(healthy))
+    assert done.returncode == 1 and "No known failure signature matched in 1 file(s)" in done.stdout
+    missing = run("diagnose", str(tmp_path / "nope.log"))
+    assert missing.returncode == 2
+    assert "nope.log does not exist: give log files or an evidence folder" in missing.stderr

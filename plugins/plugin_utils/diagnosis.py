@@ -1,0 +1,243 @@
+# Copyright: npufleet contributors
+# Apache License 2.0
+"""Diagnosis across nodes: the fault catalogue applied to every node's logs, the matches put in time
+order, and the first failure named (the earliest cause, not the loudest line).
+
+Controller side (Python 3.11). The catalogue is plugins/module_utils/fault_signatures.py, the same
+table llm_launch stops a launch on. Evidence is read from files: an evidence folder
+(``.../nodes/<host>/...``, one folder per node) or log files given by hand.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import re
+from collections.abc import Iterable
+from pathlib import Path
+
+from ansible_collections.npufleet.ascend.plugins.module_utils.fault_signatures import SIGNATURES
+
+# A file larger than this is read from its end: the failure is near the end of a log.
+READ_LIMIT = 8 * 1024 * 1024
+# At most this many matches of one signature in one file are kept (a retry loop repeats its line).
+MATCHES_PER_SIGNATURE = 20
+LINE_LIMIT = 400
+
+_COMPILED = tuple(
+    (re.compile("|".join(f"(?:{pattern})" for pattern in entry["patterns"])), entry) for entry in SIGNATURES
+)
+
+# Time stamps as Ascend's and the frameworks' logs write them, most specific first:
+# CANN and HCCL "2025-07-23-03:47:57.070.463"; ISO and Python logging "2024-10-09 10:06:30,123";
+# glog (torch's C++) "[E324 13:00:25.428029551" (month 3, day 24), which has no year.
+_CANN_TIME = re.compile(r"(\d{4})-(\d{2})-(\d{2})-(\d{2}):(\d{2}):(\d{2})(?:\.(\d{3})\.(\d{3}))?")
+_ISO_TIME = re.compile(r"(\d{4})-(\d{2})-(\d{2})[ T](\d{2}):(\d{2}):(\d{2})(?:[.,](\d{1,9}))?")
+_GLOG_TIME = re.compile(r"\[[EWIF](\d{1,2})(\d{2}) (\d{2}):(\d{2}):(\d{2})\.(\d{1,9})")
+
+# Which rank printed a line: torch's "[rank1]:" and "[Rank 1]", CANN's "RankID:1", HCCL's "rank[12]".
+_LINE_RANK = re.compile(r"\[rank(\d+)\]|\[Rank (\d+)\]|RankID:(\d+)|\brank\[(\d+)\]")
+# A log file named for its rank: the train role's "<run>-rank<node rank>.log", "rank_3.log".
+_FILE_RANK = re.compile(r"rank[-_]?(\d+)", re.IGNORECASE)
+
+
+def _micro(fraction: str | None) -> int:
+    return int((fraction or "0").ljust(6, "0")[:6])
+
+
+def line_time(line: str, year: int | None = None) -> datetime.datetime | None:
+    """The time stamp a log line starts with or carries, or None. ``year`` completes glog's stamps."""
+    match = _CANN_TIME.search(line)
+    if match:
+        parts = [int(part) for part in match.groups()[:6]]
+        micro = int(match.group(7) or 0) * 1000 + int(match.group(8) or 0)
+        return _safe_datetime(*parts, micro)
+    match = _ISO_TIME.search(line)
+    if match:
+        parts = [int(part) for part in match.groups()[:6]]
+        return _safe_datetime(*parts, _micro(match.group(7)))
+    match = _GLOG_TIME.search(line)
+    if match and year:
+        month, day, hour, minute, second = (int(part) for part in match.groups()[:5])
+        return _safe_datetime(year, month, day, hour, minute, second, _micro(match.group(6)))
+    return None
+
+
+def _safe_datetime(*parts: int) -> datetime.datetime | None:
+    try:
+        return datetime.datetime(*parts)
+    except ValueError:
+        return None
+
+
+def line_rank(line: str) -> int | None:
+    match = _LINE_RANK.search(line)
+    if not match:
+        return None
+    return int(next(group for group in match.groups() if group is not None))
+
+
+def scan_text(text: str, file: str, node: str | None = None) -> list[dict]:
+    """Every catalogue match in one log: ``{id, cause, fix, source, symptom, node, rank, file, line_no,
+    line, time}`` (time an ISO string or None). A line with no time stamp of its own takes the last one
+    above it (a traceback under its log line), or the first one of the file when none is above."""
+    file_rank = _FILE_RANK.search(os.path.basename(file))
+    matches, counts = [], {}
+    last_time, year = None, None
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.startswith("# "):
+            # A note a person or a collector put in the log (the recorded fixtures' source lines).
+            continue
+        stamp = line_time(line, year)
+        if stamp:
+            last_time, year = stamp, stamp.year
+        for regex, entry in _COMPILED:
+            if not regex.search(line):
+                continue
+            counts[entry["id"]] = counts.get(entry["id"], 0) + 1
+            if counts[entry["id"]] <= MATCHES_PER_SIGNATURE:
+                rank = line_rank(line)
+                if rank is None and file_rank:
+                    rank = int(file_rank.group(1))
+                matches.append(
+                    {
+                        "id": entry["id"],
+                        "cause": entry["cause"],
+                        "fix": entry["fix"],
+                        "source": entry["source"],
+                        "symptom": entry["symptom"],
+                        "node": node,
+                        "rank": rank,
+                        "file": file,
+                        "line_no": number,
+                        "line": line.strip()[:LINE_LIMIT],
+                        "time": (stamp or last_time).isoformat() if (stamp or last_time) else None,
+                    }
+                )
+            break
+    first_time = next((line_time(line) for line in text.splitlines() if _has_time(line)), None)
+    for match in matches:
+        if match["time"] is None and first_time:
+            match["time"] = first_time.isoformat()
+    return matches
+
+
+def _has_time(line: str) -> bool:
+    return bool(_CANN_TIME.search(line) or _ISO_TIME.search(line))
+
+
+def read_tail(path: Path, limit: int = READ_LIMIT) -> str:
+    with path.open("rb") as handle:
+        handle.seek(0, os.SEEK_END)
+        size = handle.tell()
+        handle.seek(max(0, size - limit))
+        return handle.read().decode("utf-8", errors="replace")
+
+
+def evidence_files(paths: Iterable[str | Path]) -> list[tuple[Path, str | None]]:
+    """(file, node) for each log under the paths. In an evidence folder the node is the folder under
+    ``nodes/``; a file given by hand has none. Binary files (a core dump, an image) are skipped."""
+    found = []
+    for given in paths:
+        path = Path(given)
+        if not path.exists():
+            raise FileNotFoundError(f"{path} does not exist: give log files or an evidence folder")
+        files = [path] if path.is_file() else sorted(item for item in path.rglob("*") if item.is_file())
+        for file in files:
+            parts = file.resolve().parts
+            node = parts[parts.index("nodes") + 1] if "nodes" in parts[:-2] else None
+            found.append((file, node))
+    return found
+
+
+def _is_text(path: Path) -> bool:
+    with path.open("rb") as handle:
+        return b"\0" not in handle.read(4096)
+
+
+def _order(match: dict) -> tuple:
+    # Timed matches first, by time; then the rest in the order they were read.
+    return (match["time"] is None, match["time"] or "", match["_seen"])
+
+
+def diagnose(paths: Iterable[str | Path]) -> dict:
+    """The diagnosis of the logs under ``paths``: every match in time order, the first failure (the
+    earliest match that is a cause; the earliest symptom when no cause was found), and the other
+    matches as its consequences."""
+    matches = []
+    files = evidence_files(paths)
+    for file, node in files:
+        if not _is_text(file):
+            continue
+        matches += scan_text(read_tail(file), str(file), node)
+    for seen, match in enumerate(matches):
+        match["_seen"] = seen
+    matches.sort(key=_order)
+    causes = [match for match in matches if not match["symptom"]]
+    first = (causes or matches or [None])[0]
+    for match in matches:
+        del match["_seen"]
+    return {
+        "files": len(files),
+        "matches": matches,
+        "first": first,
+        "consequences": [match for match in matches if match is not first],
+        "nodes": sorted({match["node"] for match in matches if match["node"]}),
+    }
+
+
+def summary(diagnosis: dict) -> str:
+    """One line for the CLI's failure line: what failed first, where, and the fix."""
+    first = diagnosis["first"]
+    if not first:
+        return "no known failure signature matched"
+    where = " ".join(
+        part
+        for part in (
+            first["node"] or os.path.basename(first["file"]),
+            f"rank {first['rank']}" if first["rank"] is not None else "",
+            f"at {first['time']}" if first["time"] else "",
+        )
+        if part
+    )
+    return f"{first['id']} on {where}: {first['cause']}; fix: {first['fix']}"
+
+
+def render_markdown(diagnosis: dict, title: str = "Diagnosis") -> str:
+    """The report: the first failure with its line, cause and fix, then every other match."""
+    lines = [f"# {title}", ""]
+    first = diagnosis["first"]
+    if not first:
+        lines += [f"No known failure signature matched in {diagnosis['files']} file(s).", ""]
+        return "\n".join(lines)
+    lines += [
+        "## First failure",
+        "",
+        f"- signature: `{first['id']}`",
+        f"- node: {first['node'] or '-'}",
+        f"- rank: {first['rank'] if first['rank'] is not None else '-'}",
+        f"- time: {first['time'] or '-'}",
+        f"- line: `{first['file']}:{first['line_no']}`",
+        "",
+        "```",
+        first["line"],
+        "```",
+        "",
+        f"**Cause**: {first['cause']}.",
+        "",
+        f"**Fix**: {first['fix']}.",
+        "",
+        f"Source: {first['source']}",
+        "",
+    ]
+    if diagnosis["consequences"]:
+        lines += ["## Other matches (consequences, in time order)", "",
+                  "| time | node | rank | signature | line |", "|---|---|---|---|---|"]  # fmt: skip
+        for match in diagnosis["consequences"]:
+            text = match["line"][:160].replace("|", "\\|")
+            rank = match["rank"] if match["rank"] is not None else "-"
+            lines.append(
+                f"| {match['time'] or '-'} | {match['node'] or '-'} | {rank} | `{match['id']}` | {text} |"
+            )
+        lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,115 @@
+"""The diagnosis across nodes (plugin_utils/diagnosis): time stamps and ranks read from real log lines,
+and the first failure named across nodes' evidence (the earliest cause, not the loudest node)."""
+
+from __future__ import annotations
+
+import datetime
+from pathlib import Path
+
+import pytest
+from ansible_collections.npufleet.ascend.plugins.plugin_utils import diagnosis
+
+DATA = Path(__file__).resolve().parents[3] / "data" / "failure_logs"
+
+
+def real_lines(name: str) -> list[str]:
+    lines = (DATA / name).read_text(encoding="utf-8").splitlines()
+    return [line for line in lines if not line.startswith("#")]
+
+
+PORT_LOG = real_lines("hccl_listen_port_in_use_then_link_timeout.log")
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [(PORT_LOG[0], datetime.datetime(2025, 7, 23, 3, 47, 57, 70463)),
+     (real_lines("allreduce_error_code_6.log")[1], datetime.datetime(2025, 4, 8, 18, 7, 20)),
+     (real_lines("ei0006_get_socket_timeout.log")[0], datetime.datetime(2025, 12, 29, 3, 16, 15, 787356)),
+     ("[INFO|2024-10-09 10:06:30,123] trainer.py:2134 >> ***** Running training *****",
+      datetime.datetime(2024, 10, 9, 10, 6, 30, 123000)),
+     (real_lines("dcmi_init_failed_8005.log")[1], None)],
+)  # fmt: skip
+def test_time_stamps_of_cann_hccl_and_python_logs(line, expected):
+    assert diagnosis.line_time(line) == expected
+
+
+def test_glogs_stamp_has_no_year_and_takes_the_logs():
+    (line,) = real_lines("hccl_watchdog_timeout.log")
+    assert diagnosis.line_time(line) is None
+    assert diagnosis.line_time(line, 2025) == datetime.datetime(2025, 3, 24, 13, 0, 25, 428029)
+
+
+@pytest.mark.parametrize(
+    ("line", "rank"),
+    [(real_lines("allreduce_error_code_6.log")[0], 1), (real_lines("llamafactory_hccl_cann_env.log")[1], 1),
+     (PORT_LOG[3], 12), (real_lines("hccl_watchdog_timeout.log")[0], 1), (PORT_LOG[0], None)],
+)  # fmt: skip
+def test_the_rank_a_line_names(line, rank):
+    assert diagnosis.line_rank(line) == rank
+
+
+def test_a_line_without_a_stamp_takes_the_one_above_and_the_file_names_the_rank():
+    text = "\n".join(real_lines("llamafactory_hccl_cann_env.log"))
+    matches = diagnosis.scan_text(text, "/x/train-sft-rank3.log", "node2")
+    cann = next(match for match in matches if match["id"] == "cann_env_not_sourced")
+    assert cann["time"] == "2024-10-09T10:06:30" and cann["line_no"] == 3
+    assert (cann["rank"], cann["node"]) == (3, "node2")
+
+
+def write(path: Path, lines: list[str]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_the_first_failure_is_the_earliest_cause_not_the_loudest_node(tmp_path):
+    """The real log of vllm-ascend #1955 split as it happens: the port is taken on one node, and two
+    minutes later the other node's ranks time out, loudly, waiting for it."""
+    evidence = tmp_path / "run-1"
+    write(evidence / "nodes" / "node-a" / "logs" / "train-rank0.log", ["step 1", PORT_LOG[0], *PORT_LOG[1:3]])
+    write(evidence / "nodes" / "node-b" / "logs" / "train-rank1.log", PORT_LOG[3:] * 3)
+    found = diagnosis.diagnose([evidence])
+    first = found["first"]
+    assert (first["id"], first["node"], first["rank"]) == ("hccl_listen_port_in_use", "node-a", 0)
+    assert first["time"] == "2025-07-23T03:47:57.070463"
+    assert {match["node"] for match in found["consequences"]} == {"node-b"}
+    assert all(match["symptom"] for match in found["consequences"])
+    assert found["nodes"] == ["node-a", "node-b"]
+    times = [match["time"] for match in found["matches"]]
+    assert times == sorted(times)
+    line = diagnosis.summary(found)
+    assert line.startswith("hccl_listen_port_in_use on node-a rank 0 at 2025-07-23T03:47:57.070463: HCCL")
+    report = diagnosis.render_markdown(found)
+    assert "## First failure" in report and PORT_LOG[0] in report and "node-b" in report
+
+
+def test_a_cause_is_named_before_an_earlier_symptom(tmp_path):
+    write(tmp_path / "nodes" / "n1" / "a.log", real_lines("allreduce_error_code_6.log"))  # 2025-04, a timeout
+    write(tmp_path / "nodes" / "n2" / "b.log", real_lines("llamafactory_hccl_cann_env.log"))  # 2024-10
+    write(tmp_path / "nodes" / "n3" / "c.log", PORT_LOG)  # 2025-07
+    first = diagnosis.diagnose([tmp_path])["first"]
+    assert (first["id"], first["node"]) == ("cann_env_not_sourced", "n2")
+    only_symptoms = diagnosis.diagnose([tmp_path / "nodes" / "n1"])
+    assert only_symptoms["first"]["id"] == "hccl_operation_error" and only_symptoms["first"]["symptom"]
+
+
+def test_nothing_known_binary_files_and_a_missing_path(tmp_path):
+    healthy = write(tmp_path / "ok.log", ["{'loss': 1.2, 'epoch': 0.5}", "training finished"])
+    (tmp_path / "core").write_bytes(b"\0\x01ELF NPU out of memory")
+    found = diagnosis.diagnose([tmp_path])
+    assert (found["files"], found["matches"], found["first"]) == (2, [], None)
+    assert diagnosis.summary(found) == "no known failure signature matched"
+    assert "No known failure signature matched in 2 file(s)" in diagnosis.render_markdown(found)
+    with pytest.raises(FileNotFoundError, match="does not exist: give log files or an evidence folder"):
+        diagnosis.diagnose([healthy, tmp_path / "nope"])
+
+
+def test_a_big_log_is_read_from_its_end(tmp_path):
+    log = tmp_path / "big.log"
+    log.write_text("x" * 100 + "\n" + PORT_LOG[0] + "\n", encoding="utf-8")
+    assert diagnosis.read_tail(log, limit=len(PORT_LOG[0]) + 1).strip() == PORT_LOG[0]
+
+
+def test_a_repeated_line_is_kept_a_bounded_number_of_times():
+    matches = diagnosis.scan_text("\n".join([PORT_LOG[3]] * 100), "x.log")
+    assert len(matches) == diagnosis.MATCHES_PER_SIGNATURE
