@@ -50,6 +50,7 @@ STAGES = {
     "bench": "bench.yml",
     "teardown": "teardown.yml",
     "k8s": "k8s.yml",
+    "collect": "collect.yml",
 }
 
 

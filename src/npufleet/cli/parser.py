@@ -120,6 +120,16 @@ def build_parser() -> argparse.ArgumentParser:
                 help="also remove the metadata guard and the ip_forward sysctl file",
             )
             run.set_defaults(func=stages.cmd_down)
+    collect = sub.add_parser(
+        "collect",
+        parents=[options],
+        help="gather every node's evidence (logs, plogs, npu-smi, hccn_tool, dmesg) and diagnose it",
+        description="Runs collect.yml: each node's evidence, bounded and redacted, into"
+        " reports/<stage>/<UTC time>/nodes/<host>/, then the diagnosis (diagnosis.md, .json) beside it."
+        " A failed up, train, serve or bench does this by itself.",
+    )
+    collect.add_argument("--stage", default="collect", help="the stage the evidence is for (default collect)")
+    collect.set_defaults(func=stages.cmd_collect, playbook="collect.yml")
     endpoints = sub.add_parser(
         "endpoints",
         help="where the served models answer (URL, model, a curl line to try)",

@@ -21,12 +21,20 @@ def serve_records_dir() -> Path:
     return project_root() / "reports" / "serve"
 
 
+def latest_diagnosis(root: Path) -> Path | None:
+    """The newest diagnosis.json under reports/<stage>/<run>/ (a failed run's, or npufleet collect's)."""
+    found = sorted(root.glob("*/*/diagnosis.json"), key=lambda path: path.stat().st_mtime)
+    return found[-1] if found else None
+
+
 def cmd_report(args: argparse.Namespace) -> int:
-    """Print a training report written by the train role (the latest run by default)."""
+    """Print a training report written by the train role (the latest run by default), and the
+    diagnosis of the latest failed run when it is newer."""
     folder = Path(args.dir) if args.dir else reports_dir()
     runs = sorted(
         (path.parent for path in folder.glob("*/report.json")), key=lambda path: path.stat().st_mtime
     )
+    diagnosis = latest_diagnosis(folder.parent)
     if args.run:
         chosen = folder / args.run
         if not (chosen / "report.json").is_file():
@@ -34,13 +42,29 @@ def cmd_report(args: argparse.Namespace) -> int:
             raise ValueError(f"no report for run {args.run!r} in {folder} (runs with a report: {known})")
     elif runs:
         chosen = runs[-1]
+    elif diagnosis:
+        chosen = None
     else:
         raise ValueError(f"no training report in {folder}: run 'npufleet train' (or 'npufleet up') first")
-    if args.json:
+    newer = bool(diagnosis and not args.run)
+    if newer and chosen is not None:
+        newer = diagnosis.stat().st_mtime > (chosen / "report.json").stat().st_mtime
+    if args.json and not newer:
         print((chosen / "report.json").read_text(encoding="utf-8"))
-    else:
+        return 0
+    if args.json:
+        data = json.loads((chosen / "report.json").read_text(encoding="utf-8")) if chosen else {}
+        if newer:
+            data["diagnosis"] = json.loads(diagnosis.read_text(encoding="utf-8"))
+        print(json.dumps(data, indent=2))
+        return 0
+    if chosen:
         print((chosen / "report.md").read_text(encoding="utf-8"), end="")
         print(f"\n(report: {chosen / 'report.md'}; loss plot: {chosen / 'loss.png'})")
+    if newer:
+        summary = json.loads(diagnosis.read_text(encoding="utf-8")).get("summary", "")
+        print(f"\nThe latest failed run ({diagnosis.parent}): {summary}")
+        print(f"(diagnosis: {diagnosis.with_suffix('.md')}; evidence: {diagnosis.parent / 'nodes'})")
     return 0
 
 

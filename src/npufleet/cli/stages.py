@@ -41,6 +41,25 @@ def vault_password(args: argparse.Namespace) -> str | None:
     return None
 
 
+# The stages whose failure is followed by every node's evidence and a diagnosis (collect.yml).
+EVIDENCE_STAGES = {"site.yml": "site", "train.yml": "train", "serve.yml": "serve", "bench.yml": "bench"}
+
+
+def collect_evidence(stage: str, inventory: Path, limit: str | None, password: str | None) -> dict | None:
+    """Run collect.yml after a failed stage: the evidence folder and the diagnosis's summary, or None
+    when it could not run (the controller or every node gone)."""
+    console.print(f"npufleet: {stage} failed: collecting every node's evidence", highlight=False)
+    result = run_playbook(
+        "collect.yml", inventory, extravars={"evidence_stage": stage}, limit=limit, vault_password=password
+    )
+    for item in result.module_results("fault_diagnosis"):
+        files = item.result.get("files") or {}
+        folder = str(Path(files["markdown"]).parent) if "markdown" in files else None
+        return {"summary": item.result.get("summary", ""), "first": item.result.get("first"),
+                "evidence_dir": folder, "files": files}  # fmt: skip
+    return None
+
+
 def run_stage(
     playbook: str, args: argparse.Namespace, extravars: dict | None = None, print_reports: bool = False
 ) -> int:
@@ -75,6 +94,10 @@ def run_stage(
             )
     finally:
         signal.signal(signal.SIGINT, previous)
+    diagnosis = None
+    gone_wrong = not result.succeeded and result.status != "canceled" and not args.check
+    if gone_wrong and playbook in EVIDENCE_STAGES:
+        diagnosis = collect_evidence(EVIDENCE_STAGES[playbook], inventory, args.limit, password)
     if args.json:
         print_json(
             {
@@ -85,6 +108,7 @@ def run_stage(
                 "artifact_dir": result.artifact_dir,
                 "reports": result.reports,
                 "results": result.results,
+                "diagnosis": diagnosis,
             }
         )
     else:
@@ -109,6 +133,9 @@ def run_stage(
             console.print(f"report: {path}", highlight=False)
     if not result.succeeded:
         console.print(f"[red]npufleet: {result.first_failure()}[/red]", highlight=False)
+        if diagnosis:
+            console.print(f"[red]npufleet: diagnosis: {diagnosis['summary']}[/red]", highlight=False)
+            console.print(f"evidence and diagnosis: {diagnosis['evidence_dir']}", highlight=False)
         if result.status == "canceled":
             return EXIT_INTERRUPTED
         return EXIT_TIMEOUT if result.status == "timeout" else EXIT_FAILED
@@ -119,6 +146,11 @@ def run_stage(
 def cmd_stage(args: argparse.Namespace) -> int:
     """up, check, train, serve: the stage's playbook, as it is."""
     return run_stage(args.playbook, args)
+
+
+def cmd_collect(args: argparse.Namespace) -> int:
+    """Every node's evidence now, and the diagnosis of it (printed)."""
+    return run_stage(args.playbook, args, {"evidence_stage": args.stage}, print_reports=True)
 
 
 def cmd_down(args: argparse.Namespace) -> int:

@@ -276,3 +276,19 @@ def test_diagnose_exits_1_when_nothing_matched_and_2_on_a_missing_path(tmp_path)
     missing = run("diagnose", str(tmp_path / "nope.log"))
     assert missing.returncode == 2
     assert "nope.log does not exist: give log files or an evidence folder" in missing.stderr
+
+
+def test_report_shows_the_latest_failed_runs_diagnosis_when_it_is_newer(tmp_path):
+    train = tmp_path / "train" / "sft"
+    train.mkdir(parents=True)
+    (train / "report.json").write_text('{"run": "sft"}')
+    (train / "report.md").write_text("# Training report: sft\n")
+    os.utime(train / "report.json", (1.0, 1.0))
+    failed = tmp_path / "train" / "20261202T101500Z"
+    failed.mkdir()
+    (failed / "diagnosis.json").write_text('{"summary": "hccl_listen_port_in_use on node1: HCCL failed"}')
+    done = run("report", "--dir", str(tmp_path / "train"))
+    assert done.returncode == 0 and done.stdout.startswith("# Training report: sft\n")
+    assert f"The latest failed run ({failed}): hccl_listen_port_in_use on node1" in done.stdout
+    as_json = json.loads(run("--json", "report", "--dir", str(tmp_path / "train")).stdout)
+    assert as_json["run"] == "sft" and as_json["diagnosis"]["summary"].startswith("hccl_listen_port_in_use")

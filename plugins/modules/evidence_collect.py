@@ -1,0 +1,330 @@
+#!/usr/bin/python
+# Copyright: npufleet contributors
+# Apache License 2.0
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: evidence_collect
+short_description: Gather a node's evidence of a failed run into one archive, bounded and redacted
+description:
+  - Gathers what a failed run left on the node into one C(tar.gz) at O(dest) for the controller
+    to fetch; the diagnosis (C(npufleet diagnose)) reads it there.
+  - The host's log files (O(host_files), the launched processes' logs), each container's
+    C(docker logs) and C(docker inspect), the CANN plog folders inside each container
+    (O(container_log_dirs), and E(ASCEND_PROCESS_LOG_PATH) where the container sets it), and the
+    output of O(commands) (C(npu-smi info), C(hccn_tool) readings, the tail of C(dmesg)).
+  - Each file keeps its last O(max_file_bytes) (the failure is near the end), and the archive at
+    most O(max_total_bytes); what was cut is listed in the result and in the archive's
+    C(MANIFEST.json).
+  - Secrets are replaced by C(<redacted>) before anything is written, in every file. The values
+    in O(redact_values), settings whose name says they are secret (C(HF_TOKEN=...),
+    C("password": ...)), bearer headers, Docker auth strings and C(hf_...) tokens.
+  - A source that cannot be read (a container that is gone, a command that fails) is recorded
+    in the manifest with the reason; the rest is still gathered.
+version_added: "0.1.0"
+author:
+  - npufleet contributors
+options:
+  dest:
+    description: Path of the archive to write on the node (mode 0600; replaced if there).
+    type: path
+    required: true
+  host_files:
+    description: Glob patterns of files on the node to take (each match's tail).
+    type: list
+    elements: str
+    default: []
+  containers:
+    description: Docker containers whose logs, inspect output and plog folders to take.
+    type: list
+    elements: str
+    default: []
+  container_log_dirs:
+    description:
+      - Folders inside each container whose newest files to take, CANN's plog folders by default.
+      - A leading C(~) is the container user's home.
+    type: list
+    elements: str
+    default: ["~/ascend/log/run/plog", "~/ascend/log/debug/plog"]
+  container_log_files:
+    description: At most this many of the newest files from each container folder.
+    type: int
+    default: 8
+  commands:
+    description:
+      - Commands to run on the node, each C(name) (the file name in the archive) and C(argv).
+      - A command that is missing or fails is recorded, with its output.
+    type: list
+    elements: dict
+    default: []
+  command_timeout:
+    description: Seconds each command or docker call may take.
+    type: int
+    default: 30
+  max_file_bytes:
+    description: The most bytes kept of one file (its tail).
+    type: int
+    default: 1048576
+  max_total_bytes:
+    description: The most bytes in the archive in all; later sources are cut short or left out.
+    type: int
+    default: 16777216
+  redact_values:
+    description: Secret values to replace wherever they appear (registry passwords, API keys).
+    type: list
+    elements: str
+    default: []
+attributes:
+  check_mode:
+    support: none
+    description: It writes the archive; in check mode it is skipped.
+  diff_mode:
+    support: none
+    description: No diff.
+notes:
+  - Run it as root (C(become)) to read the kernel's log and other users' files.
+"""
+
+EXAMPLES = r"""
+- name: Gather the evidence of a failed training run
+  npufleet.ascend.evidence_collect:
+    dest: /tmp/npufleet-evidence.tar.gz
+    host_files: ["/home/ma-user/ws/npufleet/logs/*.log"]
+    containers: [npufleet-workload]
+    commands:
+      - {name: npu-smi-info, argv: [npu-smi, info]}
+      - {name: dmesg-tail, argv: [sh, -c, "dmesg -T | tail -n 300"]}
+    redact_values: ["{{ image_registry_password }}"]
+  no_log: false
+"""
+
+RETURN = r"""
+dest:
+  description: The archive written.
+  returned: always
+  type: str
+files:
+  description: What the archive holds, each C(name), C(source), C(bytes) and C(truncated).
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - {name: logs/sft-rank0.log, source: /home/ma-user/ws/npufleet/logs/sft-rank0.log, bytes: 20480,
+       truncated: false}
+problems:
+  description: Sources that could not be read, each C(source) and C(reason).
+  returned: always
+  type: list
+  elements: dict
+redacted:
+  description: How many secrets were replaced in all.
+  returned: always
+  type: int
+bytes:
+  description: The bytes of evidence in the archive (before compression).
+  returned: always
+  type: int
+"""
+
+import glob
+import io
+import json
+import os
+import shlex
+import subprocess
+import tarfile
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.npufleet.ascend.plugins.module_utils.evidence import (
+    redact,
+    redact_inspect,
+    tail_bytes,
+)
+
+
+class Collector:
+    def __init__(self, module: AnsibleModule) -> None:
+        self.module = module
+        self.params = module.params
+        self.entries = []  # (name, bytes)
+        self.files, self.problems = [], []
+        self.total, self.redacted = 0, 0
+        self.docker = module.get_bin_path("docker")
+
+    def run(self, argv: list[str]) -> tuple[int, bytes, str]:
+        try:
+            done = subprocess.run(
+                argv, capture_output=True, timeout=self.params["command_timeout"], check=False
+            )
+        except FileNotFoundError:
+            return 127, b"", f"{argv[0]} is not installed"
+        except subprocess.TimeoutExpired:
+            return 124, b"", f"timed out after {self.params['command_timeout']} s"
+        return done.returncode, done.stdout + done.stderr, ""
+
+    def add(self, name: str, source: str, data: bytes, inspect: bool = False) -> None:
+        room = self.params["max_total_bytes"] - self.total
+        if room <= 0:
+            self.problems.append(
+                {"source": source, "reason": "left out: the archive reached max_total_bytes"}
+            )
+            return
+        data, cut = tail_bytes(data, min(self.params["max_file_bytes"], room))
+        text = data.decode("utf-8", errors="replace")
+        text, count = (redact_inspect if inspect else redact)(text, self.params["redact_values"])
+        self.redacted += count
+        data = text.encode("utf-8")
+        self.total += len(data)
+        self.entries.append((name, data))
+        self.files.append({"name": name, "source": source, "bytes": len(data), "truncated": cut})
+
+    def host_files(self) -> None:
+        for pattern in self.params["host_files"]:
+            matched = sorted(path for path in glob.glob(pattern) if os.path.isfile(path))
+            if not matched:
+                self.problems.append({"source": pattern, "reason": "no file matches"})
+            for path in matched:
+                try:
+                    with open(path, "rb") as handle:
+                        # A little more than is kept, so that the cut falls on a line start.
+                        handle.seek(0, os.SEEK_END)
+                        handle.seek(max(0, handle.tell() - self.params["max_file_bytes"] - 4096))
+                        data = handle.read()
+                except OSError as error:
+                    self.problems.append({"source": path, "reason": str(error)})
+                    continue
+                self.add("logs/" + os.path.basename(path), path, data)
+
+    def containers(self) -> None:
+        for name in self.params["containers"]:
+            if not self.docker:
+                self.problems.append({"source": name, "reason": "docker is not installed"})
+                return
+            rc, out, why = self.run([self.docker, "inspect", name])
+            if rc != 0:
+                reason = why or out.decode(errors="replace").strip()[:300]
+                self.problems.append({"source": name, "reason": reason})
+                continue
+            self.add(f"containers/{name}/inspect.json", f"docker inspect {name}", out, inspect=True)
+            rc, out, why = self.run([self.docker, "logs", "--tail", "2000", "--timestamps", name])
+            self.add(
+                f"containers/{name}/docker-logs.txt",
+                f"docker logs {name}",
+                out if rc == 0 else why.encode() + out,
+            )
+            self.container_logs(name)
+
+    # Lists the newest files of each folder (arguments; a leading ~ is the container user's home),
+    # ASCEND_PROCESS_LOG_PATH first where the container sets it.
+    _LIST_LOGS = (
+        'count=$1; shift; for d in ${ASCEND_PROCESS_LOG_PATH:+"$ASCEND_PROCESS_LOG_PATH"} "$@"; do '
+        'case $d in "~/"*) d="$HOME/${d#??}";; esac; '
+        '[ -d "$d" ] && find "$d" -type f -printf "%T@ %p\\n" 2>/dev/null | sort -rn | head -n "$count" '
+        '| cut -d" " -f2-; done; true'
+    )
+
+    def container_logs(self, name: str) -> None:
+        argv = [
+            self.docker,
+            "exec",
+            name,
+            "sh",
+            "-c",
+            self._LIST_LOGS,
+            "sh",
+            str(self.params["container_log_files"]),
+        ]
+        rc, out, why = self.run(argv + self.params["container_log_dirs"])
+        if rc != 0:
+            reason = why or out.decode(errors="replace")[:300]
+            self.problems.append({"source": f"{name}: plog folders", "reason": reason})
+            return
+        for path in [line for line in out.decode(errors="replace").splitlines() if line.startswith("/")]:
+            rc, data, why = self.run(
+                [self.docker, "exec", name, "tail", "-c", str(self.params["max_file_bytes"]), path]
+            )
+            if rc == 0:
+                self.add(
+                    f"containers/{name}/plog/{path.strip('/').replace('/', '_')}", f"{name}:{path}", data
+                )
+            else:
+                self.problems.append(
+                    {"source": f"{name}:{path}", "reason": why or data.decode(errors="replace")[:300]}
+                )
+
+    def commands(self) -> None:
+        for command in self.params["commands"]:
+            name, argv = command.get("name"), command.get("argv")
+            if not name or not isinstance(argv, list) or not argv:
+                self.module.fail_json(
+                    msg=f"each of commands needs a name and an argv list, got {command!r}: fix commands"
+                )
+            rc, out, why = self.run([str(word) for word in argv])
+            header = f"$ {shlex.join(str(word) for word in argv)}\n# exit {rc}{': ' + why if why else ''}\n"
+            self.add(f"commands/{name}.txt", " ".join(str(word) for word in argv), header.encode() + out)
+            if rc != 0:
+                self.problems.append({"source": name, "reason": why or f"exited {rc}"})
+
+    def write(self) -> dict:
+        self.host_files()
+        self.containers()
+        self.commands()
+        manifest = {
+            "collected_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "files": self.files,
+            "problems": self.problems,
+            "redacted": self.redacted,
+        }
+        dest = self.params["dest"]
+        folder = os.path.dirname(dest) or "."
+        os.makedirs(folder, exist_ok=True)
+        partial = dest + ".part"
+        descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "wb") as handle, tarfile.open(fileobj=handle, mode="w:gz") as archive:
+            for name, data in [*self.entries, ("MANIFEST.json", json.dumps(manifest, indent=2).encode())]:
+                info = tarfile.TarInfo(name)
+                info.size, info.mtime, info.mode = len(data), int(time.time()), 0o600
+                archive.addfile(info, io.BytesIO(data))
+        os.replace(partial, dest)
+        return {
+            "changed": True,
+            "dest": dest,
+            "files": self.files,
+            "problems": self.problems,
+            "redacted": self.redacted,
+            "bytes": self.total,
+        }
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "dest": {"type": "path", "required": True},
+            "host_files": {"type": "list", "elements": "str", "default": []},
+            "containers": {"type": "list", "elements": "str", "default": []},
+            "container_log_dirs": {
+                "type": "list",
+                "elements": "str",
+                "default": ["~/ascend/log/run/plog", "~/ascend/log/debug/plog"],
+            },
+            "container_log_files": {"type": "int", "default": 8},
+            "commands": {"type": "list", "elements": "dict", "default": []},
+            "command_timeout": {"type": "int", "default": 30},
+            "max_file_bytes": {"type": "int", "default": 1048576},
+            "max_total_bytes": {"type": "int", "default": 16777216},
+            "redact_values": {"type": "list", "elements": "str", "default": [], "no_log": True},
+        },
+        supports_check_mode=False,
+    )
+    for option in ("max_file_bytes", "max_total_bytes", "command_timeout", "container_log_files"):
+        if module.params[option] < 1:
+            module.fail_json(
+                msg=f"{option} must be 1 or more, got {module.params[option]}: fix the {option} option"
+            )
+    module.exit_json(**Collector(module).write())
+
+
+if __name__ == "__main__":
+    main()
