@@ -25,7 +25,7 @@ class ActionModule(ActionBase):
         result = super().run(tmp, task_vars)
         del tmp
         _, params = self.validate_argument_spec(argument_spec=SPEC["argument_spec"])
-        folder = Path(params["evidence_dir"])
+        folder = Path(params["evidence_dir"]).resolve()
         if not folder.is_dir():
             result.update(
                 failed=True, msg=f"evidence_dir {folder} is not a folder: collect the evidence first"

@@ -438,12 +438,28 @@ SIGNATURES = (
     },
     {
         "id": "rank_killed",
-        "patterns": (r"[Ss]ignal 9 \(SIGKILL\) received by PID", r"exitcode\s*:\s*-9\b"),
+        "patterns": (
+            r"[Ss]ignal 9 \(SIGKILL\) received by PID",
+            r"exitcode\s*:\s*-9\b",
+            r"died with <Signals\.SIGKILL: 9>",
+        ),
         "cause": "a rank was killed (SIGKILL): by the kernel's OOM killer, or by someone who stopped it",
         "fix": "look at dmesg on that node for the OOM killer ('dmesg -T | grep -i oom'); otherwise find who"
         " stopped the process",
         "source": "https://github.com/ZhehengJiangLancaster/AMVUR/issues/2 (torchrun's failure summary)",
         "symptom": False,
+        "stops_launch": False,
+    },
+    {
+        "id": "rank_stopped",
+        "patterns": (
+            r"Received 15 death signal, shutting down workers",
+            r"SignalException: Process \d+ got signal: 15",
+        ),
+        "cause": "the rank was stopped (SIGTERM): by npufleet after another rank failed, or by a user",
+        "fix": "look at the other nodes for the first failure; npufleet stops the survivors of a failed run",
+        "source": "torch.distributed.elastic's agent (tests/data/failure_logs/lab/, recorded in the lab)",
+        "symptom": True,
         "stops_launch": False,
     },
     # Ports taken at start, and the rendezvous.

@@ -35,6 +35,12 @@ options:
     type: list
     elements: str
     default: []
+  since:
+    description:
+      - Leave out the host files and container log files last written before this time (seconds since
+        the epoch): an earlier run's logs in the same folder. C(0) takes them all.
+    type: float
+    default: 0
   containers:
     description: Docker containers whose logs, inspect output and plog folders to take.
     type: list
@@ -183,8 +189,14 @@ class Collector:
     def host_files(self) -> None:
         for pattern in self.params["host_files"]:
             matched = sorted(path for path in glob.glob(pattern) if os.path.isfile(path))
+            older = [path for path in matched if os.path.getmtime(path) < self.params["since"]]
+            matched = [path for path in matched if path not in older]
+            if older:
+                self.problems.append(
+                    {"source": pattern, "reason": f"left out {len(older)} file(s) older than the run"}
+                )
             if not matched:
-                self.problems.append({"source": pattern, "reason": "no file matches"})
+                self.problems.append({"source": pattern, "reason": "no file of the run matches"})
             for path in matched:
                 try:
                     with open(path, "rb") as handle:
@@ -219,9 +231,11 @@ class Collector:
     # Lists the newest files of each folder (arguments; a leading ~ is the container user's home),
     # ASCEND_PROCESS_LOG_PATH first where the container sets it.
     _LIST_LOGS = (
-        'count=$1; shift; for d in ${ASCEND_PROCESS_LOG_PATH:+"$ASCEND_PROCESS_LOG_PATH"} "$@"; do '
+        "count=$1; since=$2; shift 2; "
+        'for d in ${ASCEND_PROCESS_LOG_PATH:+"$ASCEND_PROCESS_LOG_PATH"} "$@"; do '
         'case $d in "~/"*) d="$HOME/${d#??}";; esac; '
-        '[ -d "$d" ] && find "$d" -type f -printf "%T@ %p\\n" 2>/dev/null | sort -rn | head -n "$count" '
+        '[ -d "$d" ] && find "$d" -type f -printf "%T@ %p\\n" 2>/dev/null | awk -v s="$since" \'$1 >= s\' '
+        '| sort -rn | head -n "$count" '
         '| cut -d" " -f2-; done; true'
     )
 
@@ -303,6 +317,7 @@ def main() -> None:
         argument_spec={
             "dest": {"type": "path", "required": True},
             "host_files": {"type": "list", "elements": "str", "default": []},
+            "since": {"type": "float", "default": 0},
             "containers": {"type": "list", "elements": "str", "default": []},
             "container_log_dirs": {
                 "type": "list",

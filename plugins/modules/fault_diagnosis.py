@@ -60,7 +60,9 @@ matches:
   returned: always
   type: int
 files:
-  description: The reports written, C(markdown) (diagnosis.md) and C(json) (diagnosis.json); empty in check mode.
+  description:
+    - The reports written, C(markdown) (diagnosis.md) and C(json) (diagnosis.json).
+    - Empty in check mode.
   returned: always
   type: dict
 """

@@ -30,10 +30,11 @@ _COMPILED = tuple(
 
 # Time stamps as Ascend's and the frameworks' logs write them, most specific first:
 # CANN and HCCL "2025-07-23-03:47:57.070.463"; ISO and Python logging "2024-10-09 10:06:30,123";
-# glog (torch's C++) "[E324 13:00:25.428029551" (month 3, day 24), which has no year.
+# glog (torch's C++ "[E324 13:00:25.428029551", month 3, day 24; torch elastic's Python logging
+# "E1202 15:23:57.477000" at a line start), which has no year.
 _CANN_TIME = re.compile(r"(\d{4})-(\d{2})-(\d{2})-(\d{2}):(\d{2}):(\d{2})(?:\.(\d{3})\.(\d{3}))?")
 _ISO_TIME = re.compile(r"(\d{4})-(\d{2})-(\d{2})[ T](\d{2}):(\d{2}):(\d{2})(?:[.,](\d{1,9}))?")
-_GLOG_TIME = re.compile(r"\[[EWIF](\d{1,2})(\d{2}) (\d{2}):(\d{2}):(\d{2})\.(\d{1,9})")
+_GLOG_TIME = re.compile(r"(?:^|[\[\s])[EWIF](\d{1,2})(\d{2}) (\d{2}):(\d{2}):(\d{2})\.(\d{1,9})")
 
 # Which rank printed a line: torch's "[rank1]:" and "[Rank 1]", CANN's "RankID:1", HCCL's "rank[12]".
 _LINE_RANK = re.compile(r"\[rank(\d+)\]|\[Rank (\d+)\]|RankID:(\d+)|\brank\[(\d+)\]")
@@ -134,19 +135,22 @@ def read_tail(path: Path, limit: int = READ_LIMIT) -> str:
         return handle.read().decode("utf-8", errors="replace")
 
 
-def evidence_files(paths: Iterable[str | Path]) -> list[tuple[Path, str | None]]:
-    """(file, node) for each log under the paths. In an evidence folder the node is the folder under
-    ``nodes/``; a file given by hand has none. Binary files (a core dump, an image) are skipped."""
+def evidence_files(paths: Iterable[str | Path]) -> list[tuple[Path, str | None, str]]:
+    """(file, node, name) for each file under the paths. In an evidence folder the node is the folder
+    under ``nodes/``, and the name is relative to the folder given (the bundle can move); a file given
+    by hand has no node and keeps the name it was given by."""
     found = []
     for given in paths:
         path = Path(given)
         if not path.exists():
             raise FileNotFoundError(f"{path} does not exist: give log files or an evidence folder")
-        files = [path] if path.is_file() else sorted(item for item in path.rglob("*") if item.is_file())
-        for file in files:
-            parts = file.resolve().parts
+        if path.is_file():
+            found.append((path, None, str(given)))
+            continue
+        for file in sorted(item for item in path.rglob("*") if item.is_file()):
+            parts = file.relative_to(path).parts
             node = parts[parts.index("nodes") + 1] if "nodes" in parts[:-2] else None
-            found.append((file, node))
+            found.append((file, node, str(file.relative_to(path))))
     return found
 
 
@@ -166,10 +170,10 @@ def diagnose(paths: Iterable[str | Path]) -> dict:
     matches as its consequences."""
     matches = []
     files = evidence_files(paths)
-    for file, node in files:
-        if not _is_text(file):
+    for file, node, name in files:
+        if not _is_text(file) or name.endswith(("MANIFEST.json", "diagnosis.json", "diagnosis.md")):
             continue
-        matches += scan_text(read_tail(file), str(file), node)
+        matches += scan_text(read_tail(file), name, node)
     for seen, match in enumerate(matches):
         match["_seen"] = seen
     matches.sort(key=_order)

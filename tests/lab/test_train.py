@@ -582,3 +582,74 @@ def test_mindie_across_two_nodes_gets_its_rank_table_from_the_gate(train_lab):
         # The manual: config.json's ipAddress is the master's address, the rank table's first server_id.
         config = json.loads(node_exec(name, "cat /home/ma-user/ws/npufleet/serve/config.json")[1])
         assert config["ServerConfig"]["ipAddress"] == addresses[0]
+
+
+def read_diagnosis(folder: Path) -> dict:
+    return json.loads((folder / "diagnosis.json").read_text())
+
+
+def test_a_taken_master_port_is_diagnosed_on_its_node_from_every_nodes_evidence(train_lab, tmp_path):
+    """Through the CLI, as a user meets it: the gate is off, so the ranks start; the failure line
+    names the diagnosis, and the evidence of both nodes is on the controller."""
+    faults.fault(LAB, NODES[0], "port", 0, "29500")
+    try:
+        done = run_cli(
+            "train", "-i", str(train_lab), "-e", "train_gate=false", "-e", "train_name=portfail",
+            "-e", "train_force=true", "-e", f"npufleet_report_dir={tmp_path}",
+        )  # fmt: skip
+    finally:
+        faults.fault(LAB, NODES[0], "clear")
+    print(done.stderr[-3000:])
+    assert done.returncode == 1
+    failure = " ".join(done.stderr.split())
+    assert f"npufleet: diagnosis: master_port_in_use on {NODES[0]} rank 0 at " in failure
+    assert "fix: stop the process on that port" in failure
+    (evidence,) = (tmp_path / "train").iterdir()
+    assert f"evidence and diagnosis: {evidence}" in failure
+    for rank, name in enumerate(NODES):
+        node = evidence / "nodes" / name
+        assert (node / "logs" / f"portfail-rank{rank}.log").is_file()
+        assert (node / "containers" / CONTAINER / "inspect.json").is_file()
+        assert "link status: UP" in (node / "commands" / "hccn_tool.txt").read_text()
+        manifest = json.loads((node / "MANIFEST.json").read_text())
+        assert {entry["name"] for entry in manifest["files"]} >= {"commands/npu-smi-info.txt"}
+    first = read_diagnosis(evidence)["first"]
+    assert (first["id"], first["node"], first["rank"]) == ("master_port_in_use", NODES[0], 0)
+    assert first["file"] == f"nodes/{NODES[0]}/logs/portfail-rank0.log"
+    assert "EADDRINUSE" in first["line"]
+    assert "## First failure" in (evidence / "diagnosis.md").read_text()
+
+
+def test_a_killed_rank_is_named_as_the_cause_and_the_survivors_errors_as_consequences(train_lab, reports):
+    def kill_rank1():
+        for _ in range(240):
+            code, _ = node_exec(NODES[0], "grep -q 'it/s' /home/ma-user/ws/npufleet/logs/killed-rank0.log")
+            if code == 0:
+                break
+            time.sleep(0.5)
+        # The worker (torchrun starts it as "python -u launcher.py"), as the OOM killer would take it.
+        worker = "-u /opt/llamafactory/lib/python3.11/site-packages/llamafactory/launcher.py"
+        node_exec(NODES[1], f"docker exec {CONTAINER} pkill -9 -f -- '{worker}'")
+
+    for name in NODES:
+        node_exec(name, "rm -f /home/ma-user/ws/npufleet/logs/killed-rank*")
+    killer = threading.Thread(target=kill_rank1)
+    killer.start()
+    try:
+        result = train(
+            train_lab, reports, train_name="killed", train_epochs=30, train_poll_seconds=5, train_force=True
+        )
+    finally:
+        killer.join()
+    assert not result.succeeded
+    collected = run_playbook(
+        "collect.yml", train_lab, extravars={"evidence_stage": "train", "npufleet_report_dir": str(reports)}
+    )
+    assert collected.succeeded, collected.first_failure()
+    (evidence,) = (reports / "train").iterdir()
+    found = read_diagnosis(evidence)
+    print(json.dumps(found["first"], indent=2))
+    assert (found["first"]["id"], found["first"]["node"]) == ("rank_killed", NODES[1])
+    assert found["summary"].startswith(f"rank_killed on {NODES[1]} rank 1")
+    survivors = [match for match in found["consequences"] if match["node"] == NODES[0]]
+    assert survivors and all(match["symptom"] for match in survivors)

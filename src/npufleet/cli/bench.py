@@ -7,6 +7,8 @@ import argparse
 import os
 from pathlib import Path
 
+from rich.markup import escape
+
 from npufleet import collection
 from npufleet.api import STAGES
 from npufleet.cli.output import EXIT_FAILED, console
@@ -140,6 +142,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
             if refused
             else "is the server up at that address?"
         )
-        console.print(f"[red]npufleet: every request failed: {why}[/red]", highlight=False)
+        console.print(f"[red]npufleet: every request failed: {escape(why)}[/red]", highlight=False)
         return EXIT_FAILED
     return 0

@@ -7,10 +7,12 @@ import argparse
 import getpass
 import signal
 import threading
+import time
 from pathlib import Path
 
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
 from npufleet.api import run_playbook
@@ -45,12 +47,19 @@ def vault_password(args: argparse.Namespace) -> str | None:
 EVIDENCE_STAGES = {"site.yml": "site", "train.yml": "train", "serve.yml": "serve", "bench.yml": "bench"}
 
 
-def collect_evidence(stage: str, inventory: Path, limit: str | None, password: str | None) -> dict | None:
-    """Run collect.yml after a failed stage: the evidence folder and the diagnosis's summary, or None
-    when it could not run (the controller or every node gone)."""
+def collect_evidence(
+    stage: str, inventory: Path, extravars: dict, *, limit: str | None, password: str | None, since: float
+) -> dict | None:
+    """Run collect.yml after a failed stage (with the stage's extra vars: its paths and names): the
+    evidence folder and the diagnosis's summary, or None when it could not run."""
     console.print(f"npufleet: {stage} failed: collecting every node's evidence", highlight=False)
     result = run_playbook(
-        "collect.yml", inventory, extravars={"evidence_stage": stage}, limit=limit, vault_password=password
+        "collect.yml",
+        inventory,
+        # Only this run's logs: those written since it started (less 30 s, for node clocks a little apart).
+        extravars=extravars | {"evidence_stage": stage, "evidence_since": since - 30},
+        limit=limit,
+        vault_password=password,
     )
     for item in result.module_results("fault_diagnosis"):
         files = item.result.get("files") or {}
@@ -68,6 +77,7 @@ def run_stage(
     extravars = extra_vars(args.extra_vars) | (extravars or {})
     password = vault_password(args)  # prompted for before the live view takes the terminal
     view = LiveView(playbook)
+    started = time.time()
     # Ctrl-C cancels the run through ansible-runner (which stops ansible-playbook), then exits 130.
     cancelled = threading.Event()
     previous = signal.signal(signal.SIGINT, lambda *_: cancelled.set())
@@ -97,7 +107,10 @@ def run_stage(
     diagnosis = None
     gone_wrong = not result.succeeded and result.status != "canceled" and not args.check
     if gone_wrong and playbook in EVIDENCE_STAGES:
-        diagnosis = collect_evidence(EVIDENCE_STAGES[playbook], inventory, args.limit, password)
+        stage = EVIDENCE_STAGES[playbook]
+        diagnosis = collect_evidence(
+            stage, inventory, extravars, limit=args.limit, password=password, since=started
+        )
     if args.json:
         print_json(
             {
@@ -132,9 +145,10 @@ def run_stage(
         for path in result.reports:
             console.print(f"report: {path}", highlight=False)
     if not result.succeeded:
-        console.print(f"[red]npufleet: {result.first_failure()}[/red]", highlight=False)
+        # Escaped: a log line in the message ("[/__w/pytorch/...]") is not rich markup.
+        console.print(f"[red]npufleet: {escape(result.first_failure())}[/red]", highlight=False)
         if diagnosis:
-            console.print(f"[red]npufleet: diagnosis: {diagnosis['summary']}[/red]", highlight=False)
+            console.print(f"[red]npufleet: diagnosis: {escape(diagnosis['summary'])}[/red]", highlight=False)
             console.print(f"evidence and diagnosis: {diagnosis['evidence_dir']}", highlight=False)
         if result.status == "canceled":
             return EXIT_INTERRUPTED

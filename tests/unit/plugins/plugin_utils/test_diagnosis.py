@@ -113,3 +113,26 @@ def test_a_big_log_is_read_from_its_end(tmp_path):
 def test_a_repeated_line_is_kept_a_bounded_number_of_times():
     matches = diagnosis.scan_text("\n".join([PORT_LOG[3]] * 100), "x.log")
     assert len(matches) == diagnosis.MATCHES_PER_SIGNATURE
+
+
+LAB = DATA / "lab"
+
+
+def test_a_killed_rank_in_the_lab_is_the_first_failure_and_the_survivor_a_consequence():
+    """Recorded in the lab: rank 1's worker killed with SIGKILL mid-run; npufleet then stopped rank 0,
+    whose gloo lost its peer first."""
+    found = diagnosis.diagnose([LAB / "killed_rank"])
+    first = found["first"]
+    assert (first["id"], first["node"], first["rank"]) == ("rank_killed", "npufleet-lab-node2", 1)
+    assert first["time"] == "2026-12-02T15:23:57.477000"
+    assert first["file"] == "nodes/npufleet-lab-node2/logs/killed-rank1.log"
+    survivor = [match for match in found["consequences"] if match["node"] == "npufleet-lab-node1"]
+    assert [match["id"] for match in survivor] == ["peer_lost", "rank_stopped", "rank_stopped"]
+    assert all(match["symptom"] for match in survivor)
+
+
+def test_a_taken_master_port_in_the_lab_is_named_on_the_master():
+    found = diagnosis.diagnose([LAB / "master_port"])
+    first = found["first"]
+    assert (first["id"], first["node"], first["rank"]) == ("master_port_in_use", "npufleet-lab-node1", 0)
+    assert "EADDRINUSE" in first["line"]
