@@ -19,7 +19,7 @@ description:
     C(MANIFEST.json).
   - Secrets are replaced by C(<redacted>) before anything is written, in every file. The values
     in O(redact_values), settings whose name says they are secret (C(HF_TOKEN=...),
-    C("password": ...)), bearer headers, Docker auth strings and C(hf_...) tokens.
+    a C(password) key in JSON), bearer headers, Docker auth strings and C(hf_...) tokens.
   - A source that cannot be read (a container that is gone, a command that fails) is recorded
     in the manifest with the reason; the rest is still gathered.
 version_added: "0.1.0"
@@ -38,7 +38,7 @@ options:
   since:
     description:
       - Leave out the host files and container log files last written before this time (seconds since
-        the epoch): an earlier run's logs in the same folder. C(0) takes them all.
+        the epoch), an earlier run's logs in the same folder. C(0) takes them all.
     type: float
     default: 0
   containers:

@@ -10,7 +10,7 @@ short_description: Name the first failure in an evidence folder, with its cause 
 description:
   - Applies the collection's fault catalogue (C(plugins/module_utils/fault_signatures.py)) to every
     file under O(evidence_dir) on the controller (C(nodes/<host>/...), as the evidence role fetches
-    them), orders the matches by their time stamps, and names the first failing node and rank: the
+    them), orders the matches by their time stamps, and names the first failing node and rank, the
     earliest cause, not the loudest line. The other nodes' matches are listed as consequences.
   - Writes C(diagnosis.md) and C(diagnosis.json) beside C(nodes/). Never fails on what it finds; a
     missing O(evidence_dir) fails.
