@@ -147,30 +147,41 @@ def test_dpo_on_one_node(train_lab, reports):
     assert read_report(reports, "dpo-one")["stage"] == "dpo"
 
 
+def train_then_interrupt(inventory: Path, reports: Path, name: str, interrupt) -> object:
+    """A long two-node run whose ``interrupt`` is called once training steps run (rank 0 draws the
+    progress bar): the run's result."""
+
+    def when_steps_run():
+        for _ in range(240):
+            code, _ = node_exec(NODES[0], f"grep -q 'it/s' /home/ma-user/ws/npufleet/logs/{name}-rank0.log")
+            if code == 0:
+                break
+            time.sleep(0.5)
+        interrupt()
+
+    for node in NODES:
+        node_exec(node, f"rm -f /home/ma-user/ws/npufleet/logs/{name}-rank*")
+    interrupter = threading.Thread(target=when_steps_run)
+    interrupter.start()
+    try:
+        return train(
+            inventory, reports, train_name=name, train_epochs=30, train_poll_seconds=5, train_force=True
+        )
+    finally:
+        interrupter.join()
+
+
 def test_a_lost_rank_stops_the_other_and_names_its_node(train_lab, reports):
     stopped_at = {}
 
     def stop_node2_container():
-        # Once training steps run (rank 0 draws the progress bar), take rank 1's container away.
-        for _ in range(240):
-            code, _ = node_exec(NODES[0], "grep -q 'it/s' /home/ma-user/ws/npufleet/logs/fault-rank0.log")
-            if code == 0:
-                break
-            time.sleep(0.5)
         node_exec(NODES[1], f"docker stop -t 1 {CONTAINER}")
         stopped_at["time"] = time.monotonic()
 
-    for name in NODES:
-        node_exec(name, "rm -f /home/ma-user/ws/npufleet/logs/fault-rank*")
-    stopper = threading.Thread(target=stop_node2_container)
-    stopper.start()
     try:
-        result = train(
-            train_lab, reports, train_name="fault", train_epochs=30, train_poll_seconds=5, train_force=True
-        )
+        result = train_then_interrupt(train_lab, reports, "fault", stop_node2_container)
         ended = time.monotonic()
     finally:
-        stopper.join()
         node_exec(NODES[1], f"docker start {CONTAINER}")
     assert not result.succeeded
     message = result.first_failure()
@@ -622,29 +633,16 @@ def test_a_taken_master_port_is_diagnosed_on_its_node_from_every_nodes_evidence(
 
 def test_a_killed_rank_is_named_as_the_cause_and_the_survivors_errors_as_consequences(train_lab, reports):
     def kill_rank1():
-        for _ in range(240):
-            code, _ = node_exec(NODES[0], "grep -q 'it/s' /home/ma-user/ws/npufleet/logs/killed-rank0.log")
-            if code == 0:
-                break
-            time.sleep(0.5)
         # The worker (torchrun starts it as "python -u launcher.py"), as the OOM killer would take it.
         worker = "-u /opt/llamafactory/lib/python3.11/site-packages/llamafactory/launcher.py"
         node_exec(NODES[1], f"docker exec {CONTAINER} pkill -9 -f -- '{worker}'")
 
-    for name in NODES:
-        node_exec(name, "rm -f /home/ma-user/ws/npufleet/logs/killed-rank*")
-    killer = threading.Thread(target=kill_rank1)
-    killer.start()
-    try:
-        result = train(
-            train_lab, reports, train_name="killed", train_epochs=30, train_poll_seconds=5, train_force=True
-        )
-    finally:
-        killer.join()
+    started = time.time()
+    result = train_then_interrupt(train_lab, reports, "killed", kill_rank1)
     assert not result.succeeded
-    collected = run_playbook(
-        "collect.yml", train_lab, extravars={"evidence_stage": "train", "npufleet_report_dir": str(reports)}
-    )
+    # Only this run's logs (the module's other runs left theirs in the same folder).
+    since = {"evidence_stage": "train", "npufleet_report_dir": str(reports), "evidence_since": started - 5}
+    collected = run_playbook("collect.yml", train_lab, extravars=since)
     assert collected.succeeded, collected.first_failure()
     (evidence,) = (reports / "train").iterdir()
     found = read_diagnosis(evidence)
