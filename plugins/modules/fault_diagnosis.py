@@ -69,13 +69,13 @@ files:
 
 from ansible.module_utils.basic import AnsibleModule
 
-SPEC = {
-    "argument_spec": {
+SPEC = dict(
+    argument_spec={
         "evidence_dir": {"type": "path", "required": True},
         "title": {"type": "str", "default": "Diagnosis"},
     },
-    "supports_check_mode": True,
-}
+    supports_check_mode=True,
+)
 
 
 def main() -> None:
