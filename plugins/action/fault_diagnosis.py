@@ -26,6 +26,10 @@ class ActionModule(ActionBase):
         del tmp
         _, params = self.validate_argument_spec(argument_spec=SPEC["argument_spec"])
         folder = Path(params["evidence_dir"]).resolve()
+        if not folder.is_dir() and self._task.check_mode:
+            # The evidence role's folders are not made in check mode.
+            result.update(changed=False, msg=f"would diagnose the evidence in {folder}", files={})
+            return result
         if not folder.is_dir():
             result.update(
                 failed=True, msg=f"evidence_dir {folder} is not a folder: collect the evidence first"

@@ -490,6 +490,7 @@ SIGNATURES = (
     },
     {
         "id": "rendezvous_store_unreachable",
+        # torch prints the same words as a warning while it retries: a launch is not stopped on them.
         "patterns": (
             r"TCP client failed to connect/validate to host",
             r"The client socket has timed out after \d+ms while trying to connect",
@@ -500,7 +501,7 @@ SIGNATURES = (
         " GLOO_SOCKET_IFNAME/HCCL_SOCKET_IFNAME to the job's interface",
         "source": "https://github.com/verl-project/verl/issues/849; torch/csrc/distributed/c10d/TCPStore.cpp",
         "symptom": True,
-        "stops_launch": True,
+        "stops_launch": False,
     },
     {
         "id": "store_barrier_timeout",

@@ -249,6 +249,7 @@ class Collector:
             self._LIST_LOGS,
             "sh",
             str(self.params["container_log_files"]),
+            repr(float(self.params["since"])),
         ]
         rc, out, why = self.run(argv + self.params["container_log_dirs"])
         if rc != 0:

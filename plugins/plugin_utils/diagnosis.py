@@ -171,7 +171,9 @@ def diagnose(paths: Iterable[str | Path]) -> dict:
     matches = []
     files = evidence_files(paths)
     for file, node, name in files:
-        if not _is_text(file) or name.endswith(("MANIFEST.json", "diagnosis.json", "diagnosis.md")):
+        # The bundle's own records are not logs (a NOT_COLLECTED.txt quotes the connection's error).
+        skipped = ("MANIFEST.json", "NOT_COLLECTED.txt", "inspect.json", "diagnosis.json", "diagnosis.md")
+        if not _is_text(file) or name.endswith(skipped):
             continue
         matches += scan_text(read_tail(file), name, node)
     for seen, match in enumerate(matches):

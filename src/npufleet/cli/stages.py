@@ -53,14 +53,19 @@ def collect_evidence(
     """Run collect.yml after a failed stage (with the stage's extra vars: its paths and names): the
     evidence folder and the diagnosis's summary, or None when it could not run."""
     console.print(f"npufleet: {stage} failed: collecting every node's evidence", highlight=False)
-    result = run_playbook(
-        "collect.yml",
-        inventory,
-        # Only this run's logs: those written since it started (less 30 s, for node clocks a little apart).
-        extravars=extravars | {"evidence_stage": stage, "evidence_since": since - 30},
-        limit=limit,
-        vault_password=password,
-    )
+    try:
+        result = run_playbook(
+            "collect.yml",
+            inventory,
+            # Only this run's logs: written since it started (less 30 s, for node clocks a little apart).
+            extravars=extravars | {"evidence_stage": stage, "evidence_since": since - 30},
+            limit=limit,
+            vault_password=password,
+        )
+    # Any error here is told in one line: the stage's own failure is still to be told after it.
+    except Exception as error:
+        console.print(f"npufleet: the evidence could not be collected: {escape(str(error))}", highlight=False)
+        return None
     for item in result.module_results("fault_diagnosis"):
         files = item.result.get("files") or {}
         folder = str(Path(files["markdown"]).parent) if "markdown" in files else None

@@ -4,6 +4,8 @@ redacted from logs and docker inspect output."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 
 import pytest
 from ansible_collections.npufleet.ascend.plugins.module_utils.evidence import (
@@ -12,6 +14,7 @@ from ansible_collections.npufleet.ascend.plugins.module_utils.evidence import (
     redact_inspect,
     tail_bytes,
 )
+from ansible_collections.npufleet.ascend.plugins.modules.evidence_collect import Collector
 
 CANARY = "s3cr3t-Canary-9f2e"
 
@@ -67,3 +70,21 @@ def test_docker_inspect_env_values_are_redacted_by_name():
     assert count == 2 and CANARY not in text
     # Not JSON (docker failed): redacted as text.
     assert redact_inspect(f"Error: HF_TOKEN={CANARY}")[0] == f"Error: HF_TOKEN={REDACTED}"
+
+
+def test_the_plog_listing_takes_the_newest_files_of_the_run_only(tmp_path):
+    """The shell script evidence_collect runs in each container, run here with sh: folders given with
+    a leading ~ are the user's home, ASCEND_PROCESS_LOG_PATH comes first, older files stay out."""
+    plog = tmp_path / "ascend" / "log" / "run" / "plog"
+    plog.mkdir(parents=True)
+    custom = tmp_path / "custom"
+    custom.mkdir()
+    for folder, name, mtime in ((plog, "old.log", 1000), (plog, "new.log", 5000), (custom, "job.log", 6000)):
+        (folder / name).write_text("x\n")
+        os.utime(folder / name, (mtime, mtime))
+    done = subprocess.run(
+        ["sh", "-c", Collector._LIST_LOGS, "sh", "8", repr(2000.0), "~/ascend/log/run/plog", "~/none"],
+        capture_output=True, text=True, check=True,
+        env={"HOME": str(tmp_path), "PATH": os.environ["PATH"], "ASCEND_PROCESS_LOG_PATH": str(custom)},
+    )  # fmt: skip
+    assert done.stdout.splitlines() == [str(custom / "job.log"), str(plog / "new.log")]

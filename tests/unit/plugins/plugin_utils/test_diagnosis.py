@@ -136,3 +136,14 @@ def test_a_taken_master_port_in_the_lab_is_named_on_the_master():
     first = found["first"]
     assert (first["id"], first["node"], first["rank"]) == ("master_port_in_use", "npufleet-lab-node1", 0)
     assert "EADDRINUSE" in first["line"]
+
+
+def test_the_bundles_own_records_are_not_read_as_logs(tmp_path):
+    """A node that could not be reached gets NOT_COLLECTED.txt quoting the connection's error; it is
+    not that node's failure."""
+    write(
+        tmp_path / "nodes" / "n2" / "NOT_COLLECTED.txt",
+        ["n2: no evidence collected: Connection reset by peer"],
+    )
+    write(tmp_path / "nodes" / "n1" / "MANIFEST.json", ['{"source": "Connection reset by peer"}'])
+    assert diagnosis.diagnose([tmp_path])["matches"] == []
