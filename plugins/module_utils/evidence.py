@@ -7,19 +7,27 @@ from __future__ import annotations
 import json
 import re
 
-# Names of secrets, as the controller's API refuses them in extra vars (npufleet.api._SECRET_KEY).
+# Names of secrets: passwords, secrets, API keys and tokens (hf_token, --hf-token, accessToken), but
+# not token counts and lengths (max_tokens, --max-tokens, input_token_len).
 SECRET_NAME = re.compile(
-    r"password|passwd|secret|api_?key|(?:^|_)token(?:$|_(?!len|count|limit))", re.IGNORECASE
+    r"password|passwd|secret|api[_-]?key|(?:^|[_.-])token(?:$|[_.-](?!len|count|limit))|[a-z]Token$",
+    re.IGNORECASE,
 )
 REDACTED = "<redacted>"
 
-# A secret written as a setting: NAME=value, "name": "value", name: value (the name says it is one).
+# A secret written as a setting: NAME=value, "name": "value", name: value, and a command-line flag
+# with its value after a space (--password x); the name says it is one.
 _SETTING = re.compile(
     r"(?P<name>[A-Za-z0-9_.-]*(?:password|passwd|secret|api[_-]?key|token)[A-Za-z0-9_.-]*)"
-    r"(?P<sep>[\"']?\s*[:=]\s*[\"']?)(?P<value>[^\s\"',;}]+)",
+    r"(?P<sep>\\?[\"']?\s*[:=]\s*\\?[\"']?|(?<=[A-Za-z0-9])\s+(?=[^\s-]))(?P<value>[^\s\"'\\,;}]+)",
     re.IGNORECASE,
 )
-_BEARER = re.compile(r"(?P<name>Authorization:\s*(?:Bearer|Basic|token)\s+)(?P<value>\S+)", re.IGNORECASE)
+# Credentials in a URL: scheme://user:password@host.
+_URL_CREDENTIALS = re.compile(r"(?P<name>://[^/\s:@]+:)(?P<value>[^@\s/]+)(?=@)")
+_BEARER = re.compile(
+    r"(?P<name>Authorization\\?\"?\s*[:=]\s*\\?\"?(?:Bearer|Basic|token)\s+)(?P<value>[^\s\"'\\]+)",
+    re.IGNORECASE,
+)
 # Tokens that say what they are by their form: HuggingFace's hf_..., and Docker's auth strings in
 # a config.json ("auth": "base64").
 _TOKEN_FORMS = re.compile(r"\bhf_[A-Za-z0-9]{20,}\b")
@@ -49,8 +57,15 @@ def redact(text: str, values: list[str] | tuple[str, ...] = ()) -> tuple[str, in
         text = text.replace(value, REDACTED)
 
     def setting(match: re.Match) -> str:
-        value = match.group("value")
-        if value == REDACTED or _NOT_SECRET_VALUE.match(value) or not SECRET_NAME.search(match.group("name")):
+        value, name = match.group("value"), match.group("name")
+        flag_pair = not any(mark in match.group("sep") for mark in ":=")
+        if value == REDACTED or _NOT_SECRET_VALUE.match(value) or not SECRET_NAME.search(name.lstrip("-")):
+            return match.group(0)
+        if name.lower().endswith(("_file", "-file", "_path", "-path")):
+            # Where a secret is kept, not the secret (HF_TOKEN_FILE, --api-key-file).
+            return match.group(0)
+        if flag_pair and not name.startswith("-"):
+            # "token given" is prose; only a flag (--password x) takes the next word as its value.
             return match.group(0)
         count[0] += 1
         return match.group("name") + match.group("sep") + REDACTED
@@ -65,6 +80,7 @@ def redact(text: str, values: list[str] | tuple[str, ...] = ()) -> tuple[str, in
 
     text = _SETTING.sub(setting, text)
     text = _BEARER.sub(named, text)
+    text = _URL_CREDENTIALS.sub(named, text)
     text = _DOCKER_AUTH.sub(named, text)
     text = _TOKEN_FORMS.sub(whole, text)
     return text, count[0]

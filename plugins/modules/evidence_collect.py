@@ -150,6 +150,14 @@ from ansible_collections.npufleet.ascend.plugins.module_utils.evidence import (
 )
 
 
+def _mtime(path: str) -> float:
+    """A file's mtime; one rotated away since the glob counts as new (its read then says why)."""
+    try:
+        return os.path.getmtime(path)
+    except OSError:
+        return float("inf")
+
+
 class Collector:
     def __init__(self, module: AnsibleModule) -> None:
         self.module = module
@@ -170,12 +178,15 @@ class Collector:
             return 124, b"", f"timed out after {self.params['command_timeout']} s"
         return done.returncode, done.stdout + done.stderr, ""
 
+    def problem(self, source: str, reason: str) -> None:
+        """A source that could not be read, and why (redacted: a command line may hold a secret)."""
+        values = self.params["redact_values"]
+        self.problems.append({"source": redact(source, values)[0], "reason": redact(reason, values)[0]})
+
     def add(self, name: str, source: str, data: bytes, inspect: bool = False) -> None:
         room = self.params["max_total_bytes"] - self.total
         if room <= 0:
-            self.problems.append(
-                {"source": source, "reason": "left out: the archive reached max_total_bytes"}
-            )
+            self.problem(source, "left out: the archive reached max_total_bytes")
             return
         data, cut = tail_bytes(data, min(self.params["max_file_bytes"], room))
         text = data.decode("utf-8", errors="replace")
@@ -184,20 +195,26 @@ class Collector:
         data = text.encode("utf-8")
         self.total += len(data)
         self.entries.append((name, data))
+        source = redact(source, self.params["redact_values"])[0]
         self.files.append({"name": name, "source": source, "bytes": len(data), "truncated": cut})
 
     def host_files(self) -> None:
+        taken, names = set(), set()
         for pattern in self.params["host_files"]:
             matched = sorted(path for path in glob.glob(pattern) if os.path.isfile(path))
-            older = [path for path in matched if os.path.getmtime(path) < self.params["since"]]
-            matched = [path for path in matched if path not in older]
+            # A link in a folder the containers write to could point root at any file of the node.
+            links = [path for path in matched if os.path.islink(path)]
+            if links:
+                self.problem(pattern, f"left out {len(links)} symbolic link(s): " + ", ".join(links[:5]))
+            older = [path for path in matched if _mtime(path) < self.params["since"]]
             if older:
-                self.problems.append(
-                    {"source": pattern, "reason": f"left out {len(older)} file(s) older than the run"}
-                )
+                self.problem(pattern, f"left out {len(older)} file(s) older than the run")
+            matched = [path for path in matched if path not in links and path not in older]
             if not matched:
-                self.problems.append({"source": pattern, "reason": "no file of the run matches"})
+                self.problem(pattern, "no file of the run matches")
+            matched = [path for path in matched if path not in taken]
             for path in matched:
+                taken.add(path)
                 try:
                     with open(path, "rb") as handle:
                         # A little more than is kept, so that the cut falls on a line start.
@@ -205,19 +222,24 @@ class Collector:
                         handle.seek(max(0, handle.tell() - self.params["max_file_bytes"] - 4096))
                         data = handle.read()
                 except OSError as error:
-                    self.problems.append({"source": path, "reason": str(error)})
+                    self.problem(path, str(error))
                     continue
-                self.add("logs/" + os.path.basename(path), path, data)
+                # Two folders' train.log must not overwrite each other in the archive.
+                name = os.path.basename(path)
+                if name in names:
+                    name = path.strip("/").replace("/", "_")
+                names.add(name)
+                self.add("logs/" + name, path, data)
 
     def containers(self) -> None:
         for name in self.params["containers"]:
             if not self.docker:
-                self.problems.append({"source": name, "reason": "docker is not installed"})
+                self.problem(name, "docker is not installed")
                 return
             rc, out, why = self.run([self.docker, "inspect", name])
             if rc != 0:
                 reason = why or out.decode(errors="replace").strip()[:300]
-                self.problems.append({"source": name, "reason": reason})
+                self.problem(name, reason)
                 continue
             self.add(f"containers/{name}/inspect.json", f"docker inspect {name}", out, inspect=True)
             rc, out, why = self.run([self.docker, "logs", "--tail", "2000", "--timestamps", name])
@@ -254,7 +276,7 @@ class Collector:
         rc, out, why = self.run(argv + self.params["container_log_dirs"])
         if rc != 0:
             reason = why or out.decode(errors="replace")[:300]
-            self.problems.append({"source": f"{name}: plog folders", "reason": reason})
+            self.problem(f"{name}: plog folders", reason)
             return
         for path in [line for line in out.decode(errors="replace").splitlines() if line.startswith("/")]:
             rc, data, why = self.run(
@@ -265,9 +287,7 @@ class Collector:
                     f"containers/{name}/plog/{path.strip('/').replace('/', '_')}", f"{name}:{path}", data
                 )
             else:
-                self.problems.append(
-                    {"source": f"{name}:{path}", "reason": why or data.decode(errors="replace")[:300]}
-                )
+                self.problem(f"{name}:{path}", why or data.decode(errors="replace")[:300])
 
     def commands(self) -> None:
         for command in self.params["commands"]:
@@ -280,7 +300,7 @@ class Collector:
             header = f"$ {shlex.join(str(word) for word in argv)}\n# exit {rc}{': ' + why if why else ''}\n"
             self.add(f"commands/{name}.txt", " ".join(str(word) for word in argv), header.encode() + out)
             if rc != 0:
-                self.problems.append({"source": name, "reason": why or f"exited {rc}"})
+                self.problem(name, why or f"exited {rc}")
 
     def write(self) -> dict:
         self.host_files()
@@ -296,7 +316,10 @@ class Collector:
         folder = os.path.dirname(dest) or "."
         os.makedirs(folder, exist_ok=True)
         partial = dest + ".part"
-        descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        # Made anew, never through a link someone left at that name (root writes it).
+        if os.path.lexists(partial):
+            os.unlink(partial)
+        descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         with os.fdopen(descriptor, "wb") as handle, tarfile.open(fileobj=handle, mode="w:gz") as archive:
             for name, data in [*self.entries, ("MANIFEST.json", json.dumps(manifest, indent=2).encode())]:
                 info = tarfile.TarInfo(name)

@@ -16,6 +16,7 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
+from ansible_collections.npufleet.ascend.plugins.module_utils.evidence import redact
 from ansible_collections.npufleet.ascend.plugins.module_utils.fault_signatures import SIGNATURES
 
 # A file larger than this is read from its end: the failure is near the end of a log.
@@ -111,7 +112,8 @@ def scan_text(text: str, file: str, node: str | None = None) -> list[dict]:
                         "rank": rank,
                         "file": file,
                         "line_no": number,
-                        "line": line.strip()[:LINE_LIMIT],
+                        # Logs given by hand were not redacted on the way: the report may travel.
+                        "line": redact(line.strip())[0][:LINE_LIMIT],
                         "time": (stamp or last_time).isoformat() if (stamp or last_time) else None,
                     }
                 )

@@ -33,7 +33,11 @@ def test_the_tail_is_kept_from_a_line_start():
      f"OPENAI_API_KEY={CANARY}", f"Authorization: Bearer {CANARY}",
      f"curl -H 'Authorization: Basic {CANARY}'",
      f'{{"auths": {{"swr.example.com": {{"auth": "{CANARY.replace("-", "")}"}}}}}}',
-     "token hf_abcdefghijklmnopqrstuvwxyz012345 given", f"client_secret={CANARY} next=1"],
+     "token hf_abcdefghijklmnopqrstuvwxyz012345 given", f"client_secret={CANARY} next=1",
+     f"vllm serve m --api-key={CANARY}", f"X-Api-Key: {CANARY}", f"--hf-token={CANARY}",
+     f"accessToken={CANARY}",
+     f"python x.py --password {CANARY} --port 8000", f'{{\\"password\\": \\"{CANARY}\\"}}',
+     f'{{"Authorization": "Bearer {CANARY}"}}', f"git clone https://user:{CANARY}@git.example.com/x.git"],
 )  # fmt: skip
 def test_secret_settings_and_token_forms_are_redacted(line):
     text, count = redact(line)
@@ -44,7 +48,8 @@ def test_secret_settings_and_token_forms_are_redacted(line):
 @pytest.mark.parametrize(
     "line",
     ["max_tokens=128", "serve_mindie_max_input_token_len: 15360", "bench_input_tokens: 64",
-     "tokenizer_path=/models/qwen", "{'loss': 1.2, 'epoch': 0.5}"],
+     "tokenizer_path=/models/qwen", "{'loss': 1.2, 'epoch': 0.5}", "vllm serve m --max-tokens 128",
+     "the secret sauce is time", "https://git.example.com/x.git", "--api-key-file /run/secrets/key"],
 )  # fmt: skip
 def test_counts_paths_and_plain_lines_are_left_alone(line):
     assert redact(line) == (line, 0)

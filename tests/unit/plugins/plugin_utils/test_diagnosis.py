@@ -147,3 +147,12 @@ def test_the_bundles_own_records_are_not_read_as_logs(tmp_path):
     )
     write(tmp_path / "nodes" / "n1" / "MANIFEST.json", ['{"source": "Connection reset by peer"}'])
     assert diagnosis.diagnose([tmp_path])["matches"] == []
+
+
+def test_a_matched_line_is_redacted_in_the_report(tmp_path):
+    log = write(
+        tmp_path / "serve.log", ["api_server.py: error: unrecognized arguments: --api-key sk-live-0123abcd"]
+    )
+    (match,) = diagnosis.diagnose([log])["matches"]
+    assert match["id"] == "server_flag_rejected" and "sk-live" not in match["line"]
+    assert match["line"].endswith("--api-key <redacted>")
