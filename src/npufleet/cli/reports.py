@@ -21,10 +21,16 @@ def serve_records_dir() -> Path:
     return project_root() / "reports" / "serve"
 
 
-def latest_diagnosis(root: Path) -> Path | None:
-    """The newest diagnosis.json under reports/<stage>/<run>/ (a failed run's, or npufleet collect's)."""
-    found = sorted(root.glob("*/*/diagnosis.json"), key=lambda path: path.stat().st_mtime)
-    return found[-1] if found else None
+def latest_diagnosis(folder: Path) -> Path | None:
+    """The newest diagnosis.json of a failed training run (reports/train/<run>/) that named a failure."""
+    found = sorted(folder.glob("*/diagnosis.json"), key=lambda path: path.stat().st_mtime)
+    for path in reversed(found):
+        try:
+            if json.loads(path.read_text(encoding="utf-8")).get("first"):
+                return path
+        except ValueError:
+            continue
+    return None
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -34,7 +40,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     runs = sorted(
         (path.parent for path in folder.glob("*/report.json")), key=lambda path: path.stat().st_mtime
     )
-    diagnosis = latest_diagnosis(folder.parent)
+    diagnosis = latest_diagnosis(folder)
     if args.run:
         chosen = folder / args.run
         if not (chosen / "report.json").is_file():

@@ -286,7 +286,14 @@ def test_report_shows_the_latest_failed_runs_diagnosis_when_it_is_newer(tmp_path
     os.utime(train / "report.json", (1.0, 1.0))
     failed = tmp_path / "train" / "20261202T101500Z"
     failed.mkdir()
-    (failed / "diagnosis.json").write_text('{"summary": "hccl_listen_port_in_use on node1: HCCL failed"}')
+    (failed / "diagnosis.json").write_text(
+        json.dumps({"summary": "hccl_listen_port_in_use on node1: HCCL failed", "first": {"id": "x"}})
+    )
+    nothing = tmp_path / "train" / "20261202T101600Z"
+    nothing.mkdir()
+    (nothing / "diagnosis.json").write_text(
+        '{"summary": "no known failure signature matched", "first": null}'
+    )
     done = run("report", "--dir", str(tmp_path / "train"))
     assert done.returncode == 0 and done.stdout.startswith("# Training report: sft\n")
     assert f"The latest failed run ({failed}): hccl_listen_port_in_use on node1" in done.stdout

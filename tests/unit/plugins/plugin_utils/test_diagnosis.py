@@ -27,6 +27,9 @@ PORT_LOG = real_lines("hccl_listen_port_in_use_then_link_timeout.log")
      (real_lines("ei0006_get_socket_timeout.log")[0], datetime.datetime(2025, 12, 29, 3, 16, 15, 787356)),
      ("[INFO|2024-10-09 10:06:30,123] trainer.py:2134 >> ***** Running training *****",
       datetime.datetime(2024, 10, 9, 10, 6, 30, 123000)),
+     # dmesg --time-format=iso, as the evidence role reads the kernel's log (recorded on this machine).
+     ("2026-12-02T16:11:58,868409+00:00 veth7159673 (unregistering): left promiscuous mode",
+      datetime.datetime(2026, 12, 2, 16, 11, 58, 868409)),
      (real_lines("dcmi_init_failed_8005.log")[1], None)],
 )  # fmt: skip
 def test_time_stamps_of_cann_hccl_and_python_logs(line, expected):
