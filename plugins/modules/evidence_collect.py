@@ -64,6 +64,17 @@ options:
     type: list
     elements: dict
     default: []
+  hccn_tool:
+    description:
+      - Path of C(hccn_tool) on the node; with O(hccn_npus), each NPU's link, net health, address and
+        TLS readings go into C(commands/hccn_tool.txt). Empty reads none.
+    type: path
+    default: ""
+  hccn_npus:
+    description: The NPUs whose C(hccn_tool) readings to take.
+    type: list
+    elements: int
+    default: []
   command_timeout:
     description: Seconds each command or docker call may take.
     type: int
@@ -302,10 +313,26 @@ class Collector:
             if rc != 0:
                 self.problem(name, why or f"exited {rc}")
 
+    def hccn_readings(self) -> None:
+        tool, npus = self.params["hccn_tool"], self.params["hccn_npus"]
+        if not tool or not npus:
+            return
+        parts, failed = [], 0
+        for npu in npus:
+            for reading in ("link", "net_health", "ip", "tls"):
+                argv = [tool, "-i", str(npu), "-" + reading, "-g"]
+                rc, out, why = self.run(argv)
+                failed += rc != 0
+                parts.append(f"## {shlex.join(argv)} (exit {rc}{': ' + why if why else ''})\n".encode() + out)
+        self.add("commands/hccn_tool.txt", f"{tool} -i N -link|-net_health|-ip|-tls -g", b"".join(parts))
+        if failed:
+            self.problem(tool, f"{failed} of {len(parts)} readings failed")
+
     def write(self) -> dict:
         self.host_files()
         self.containers()
         self.commands()
+        self.hccn_readings()
         manifest = {
             "collected_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "files": self.files,
@@ -350,6 +377,8 @@ def main() -> None:
             },
             "container_log_files": {"type": "int", "default": 8},
             "commands": {"type": "list", "elements": "dict", "default": []},
+            "hccn_tool": {"type": "path", "default": ""},
+            "hccn_npus": {"type": "list", "elements": "int", "default": []},
             "command_timeout": {"type": "int", "default": 30},
             "max_file_bytes": {"type": "int", "default": 1048576},
             "max_total_bytes": {"type": "int", "default": 16777216},

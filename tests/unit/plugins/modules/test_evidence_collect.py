@@ -76,3 +76,16 @@ def test_older_logs_stay_out_and_bad_limits_are_refused(tmp_path, capsys):
     refused = run_module(capsys, dest=str(tmp_path / "f.tar.gz"), max_file_bytes=0)
     assert refused["failed"] and "max_file_bytes must be 1 or more, got 0" in refused["msg"]
     assert not (tmp_path / "f.tar.gz").exists()
+
+
+def test_hccn_tool_readings_run_as_argv_per_npu(tmp_path, capsys):
+    """echo stands in for hccn_tool: each NPU's four readings are run without a shell, in order."""
+    dest = tmp_path / "e.tar.gz"
+    result = run_module(capsys, dest=str(dest), hccn_tool="/bin/echo", hccn_npus=[0, 3])
+    text = archive(dest)["commands/hccn_tool.txt"]
+    readings = [line for line in text.splitlines() if not line.startswith("## ")]
+    assert readings == [
+        f"-i {npu} -{what} -g" for npu in (0, 3) for what in ("link", "net_health", "ip", "tls")
+    ]
+    assert text.startswith("## /bin/echo -i 0 -link -g (exit 0)\n")
+    assert result["problems"] == []
