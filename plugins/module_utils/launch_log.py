@@ -10,13 +10,22 @@ import shlex
 
 from ansible_collections.npufleet.ascend.plugins.module_utils.fault_signatures import PEER_LOST, SIGNATURES
 
-__all__ = ["PEER_LOST", "find_fatal", "parse_probe", "probe", "progress", "stop_line", "tail", "wrapper"]
+__all__ = [
+    "PEER_LOST", "find_fatal", "parse_probe", "probe", "progress", "signature_regex", "stop_line", "tail",
+    "wrapper",
+]  # fmt: skip
+
 
 # The fatal lines are the catalogue's entries that stop a launch (fault_signatures.py, the one table
 # of failures; the diagnosis after a failed run reads all of it).
 # A cause is named before a symptom found in the same log (a lost peer after the port was taken).
+def signature_regex(entry: dict) -> re.Pattern:
+    """One regex for a catalogue entry: a line matches it when any of its patterns is found in it."""
+    return re.compile("|".join("(?:" + pattern + ")" for pattern in entry["patterns"]))
+
+
 _COMPILED = tuple(
-    (re.compile("|".join("(?:" + pattern + ")" for pattern in entry["patterns"])), entry)
+    (signature_regex(entry), entry)
     for entry in sorted(SIGNATURES, key=lambda entry: entry["symptom"])
     if entry["stops_launch"]
 )

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ansible_collections.npufleet.ascend.plugins.module_utils.evidence import redact
 from ansible_collections.npufleet.ascend.plugins.module_utils.fault_signatures import SIGNATURES
+from ansible_collections.npufleet.ascend.plugins.module_utils.launch_log import signature_regex
 
 # A file larger than this is read from its end: the failure is near the end of a log.
 READ_LIMIT = 8 * 1024 * 1024
@@ -25,9 +26,8 @@ READ_LIMIT = 8 * 1024 * 1024
 MATCHES_PER_SIGNATURE = 20
 LINE_LIMIT = 400
 
-_COMPILED = tuple(
-    (re.compile("|".join(f"(?:{pattern})" for pattern in entry["patterns"])), entry) for entry in SIGNATURES
-)
+# Every entry, in the catalogue's order (a line goes to the first that matches it).
+_COMPILED = tuple((signature_regex(entry), entry) for entry in SIGNATURES)
 
 # Time stamps as Ascend's and the frameworks' logs write them, most specific first:
 # CANN and HCCL "2025-07-23-03:47:57.070.463"; ISO and Python logging "2024-10-09 10:06:30,123";
@@ -85,7 +85,7 @@ def scan_text(text: str, file: str, node: str | None = None) -> list[dict]:
     above it (a traceback under its log line), or the first one of the file when none is above."""
     file_rank = _FILE_RANK.search(os.path.basename(file))
     matches, counts = [], {}
-    last_time, year = None, None
+    first_time, last_time, year = None, None, None
     for number, line in enumerate(text.splitlines(), 1):
         if line.startswith("# "):
             # A note a person or a collector put in the log (the recorded fixtures' source lines).
@@ -93,6 +93,7 @@ def scan_text(text: str, file: str, node: str | None = None) -> list[dict]:
         stamp = line_time(line, year)
         if stamp:
             last_time, year = stamp, stamp.year
+            first_time = first_time or stamp
         for regex, entry in _COMPILED:
             if not regex.search(line):
                 continue
@@ -118,15 +119,10 @@ def scan_text(text: str, file: str, node: str | None = None) -> list[dict]:
                     }
                 )
             break
-    first_time = next((line_time(line) for line in text.splitlines() if _has_time(line)), None)
     for match in matches:
         if match["time"] is None and first_time:
             match["time"] = first_time.isoformat()
     return matches
-
-
-def _has_time(line: str) -> bool:
-    return bool(_CANN_TIME.search(line) or _ISO_TIME.search(line))
 
 
 def read_tail(path: Path, limit: int = READ_LIMIT) -> str:
