@@ -53,6 +53,12 @@ options:
     type: list
     elements: str
     default: ["~/ascend/log/run/plog", "~/ascend/log/debug/plog"]
+  container_user:
+    description:
+      - The user (name or uid) that reads the container folders, whose home a leading C(~) is; the
+        launched processes' user, whose plog folders they are. Empty is the container's own user.
+    type: str
+    default: ""
   container_log_files:
     description: At most this many of the newest files from each container folder.
     type: int
@@ -273,9 +279,12 @@ class Collector:
     )
 
     def container_logs(self, name: str) -> None:
+        user = self.params["container_user"]
+        as_user = ["-u", user] if user else []
         argv = [
             self.docker,
             "exec",
+            *as_user,
             name,
             "sh",
             "-c",
@@ -291,7 +300,7 @@ class Collector:
             return
         for path in [line for line in out.decode(errors="replace").splitlines() if line.startswith("/")]:
             rc, data, why = self.run(
-                [self.docker, "exec", name, "tail", "-c", str(self.params["max_file_bytes"]), path]
+                [self.docker, "exec", *as_user, name, "tail", "-c", str(self.params["max_file_bytes"]), path]
             )
             if rc == 0:
                 self.add(
@@ -375,6 +384,7 @@ def main() -> None:
                 "elements": "str",
                 "default": ["~/ascend/log/run/plog", "~/ascend/log/debug/plog"],
             },
+            "container_user": {"type": "str", "default": ""},
             "container_log_files": {"type": "int", "default": 8},
             "commands": {"type": "list", "elements": "dict", "default": []},
             "hccn_tool": {"type": "path", "default": ""},

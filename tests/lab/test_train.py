@@ -651,3 +651,92 @@ def test_a_killed_rank_is_named_as_the_cause_and_the_survivors_errors_as_consequ
     assert found["summary"].startswith(f"rank_killed on {NODES[1]} rank 1")
     survivors = [match for match in found["consequences"] if match["node"] == NODES[0]]
     assert survivors and all(match["symptom"] for match in survivors)
+
+
+@pytest.fixture
+def node2_container(train_lab):
+    """Starts node 2's NPU containers with other settings for a test, and as the lab has them after it."""
+
+    def start(**extravars):
+        result = run_playbook("container.yml", train_lab, limit=NODES[1], extravars=extravars)
+        assert result.succeeded, result.first_failure()
+
+    yield start
+    start()
+
+
+def failed_train(inventory: Path, tmp_path: Path, name: str, *extra: str) -> tuple[str, Path, dict]:
+    """A two-node training run through the CLI, as a user meets it, that fails: its failure line (on one
+    line), its evidence folder, and the diagnosis found there."""
+    done = run_cli(
+        "train", "-i", str(inventory), "-e", f"train_name={name}", "-e", "train_force=true",
+        "-e", f"npufleet_report_dir={tmp_path}", *extra,
+    )  # fmt: skip
+    print(done.stderr[-3000:])
+    assert done.returncode == 1
+    (evidence,) = (tmp_path / "train").iterdir()
+    found = read_diagnosis(evidence)
+    print(json.dumps(found["first"], indent=2))
+    return " ".join(done.stderr.split()), evidence, found
+
+
+def container_defaults() -> dict:
+    return yaml.safe_load((Path(__file__).parents[2] / "roles/npu_container/defaults/main.yml").read_text())
+
+
+def test_a_container_without_the_driver_mount_is_diagnosed_on_its_node(train_lab, tmp_path, node2_container):
+    """The lab's training image loads the driver's libascend_hal.so when torch starts, as torch_npu does
+    (files/npufleet_lab_npu.py): a container started without /usr/local/Ascend/driver fails as on a server."""
+    mounts = [
+        mount
+        for mount in container_defaults()["npu_container_driver_mounts"]
+        if mount["dest"] != "/usr/local/Ascend/driver"
+    ]
+    node2_container(npu_container_driver_mounts=mounts, npu_container_verify=False)
+    failure, _, found = failed_train(train_lab, tmp_path, "nodriver")
+    assert f"npufleet: diagnosis: driver_not_mounted on {NODES[1]}" in failure
+    assert "fix: start the container with the driver mounts" in failure
+    first = found["first"]
+    assert (first["id"], first["node"]) == ("driver_not_mounted", NODES[1])
+    assert first["file"] == f"nodes/{NODES[1]}/logs/nodriver-rank1.log"
+    assert "libascend_hal.so: cannot open shared object file" in first["line"]
+    # Node 1 has its driver: none of its matches is a cause.
+    assert all(match["symptom"] for match in found["consequences"] if match["node"] == NODES[0])
+
+
+def test_a_too_small_shm_is_diagnosed_on_its_node(train_lab, tmp_path, node2_container):
+    """Data loader workers hand their batches over in /dev/shm: with 8 KiB of it on node 2 they fail."""
+    node2_container(npu_container_shm_size="8k")
+    failure, _, found = failed_train(
+        train_lab, tmp_path, "smallshm", "-e", 'train_extra_config={"dataloader_num_workers": 2}'
+    )
+    assert f"npufleet: diagnosis: shm_too_small on {NODES[1]}" in failure
+    first = found["first"]
+    assert (first["id"], first["node"]) == ("shm_too_small", NODES[1])
+    assert first["file"].startswith(f"nodes/{NODES[1]}/")
+
+
+def test_a_wrong_rank_table_path_is_diagnosed_on_its_node_from_hccls_plog(train_lab, tmp_path):
+    """The rank table was put on node 1 only: HCCL on node 2 writes its error to the plog alone (the lab's
+    stand-in writes it where CANN does), and the evidence brings that plog back."""
+    table = "/home/ma-user/ws/rank_table.json"
+    node_exec(NODES[0], f'echo \'{{"version": "1.0"}}\' > {table} && chown 1000:1000 {table}')
+    for node in NODES:
+        node_exec(node, f"docker exec {CONTAINER} rm -rf /home/ma-user/ascend/log")
+    try:
+        failure, _, found = failed_train(
+            train_lab,
+            tmp_path,
+            "ranktable",
+            "-e",
+            'train_env={"RANK_TABLE_FILE": "/workspace/rank_table.json"}',
+        )
+    finally:
+        node_exec(NODES[0], f"rm -f {table}")
+    assert f"npufleet: diagnosis: hccl_rank_table_missing on {NODES[1]}" in failure
+    first = found["first"]
+    assert (first["id"], first["node"]) == ("hccl_rank_table_missing", NODES[1])
+    assert first["file"].startswith(f"nodes/{NODES[1]}/containers/{CONTAINER}/")
+    assert "plog-" in first["file"]
+    assert "get file[/workspace/rank_table.json] real path error" in first["line"]
+    assert not [match for match in found["matches"] if match["node"] == NODES[0] and not match["symptom"]]

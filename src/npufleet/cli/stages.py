@@ -10,6 +10,7 @@ import threading
 import time
 from pathlib import Path
 
+import yaml
 from rich.console import Console
 from rich.live import Live
 from rich.markup import escape
@@ -22,11 +23,23 @@ from npufleet.collection import default_inventory
 
 
 def extra_vars(items: list[str] | None) -> dict:
+    """``-e KEY=VALUE`` pairs; a VALUE that starts with ``[`` or ``{`` is a list or a mapping (JSON, or
+    YAML's flow style), as ansible-playbook reads ``-e '{"key": [0, 1]}'``; any other VALUE is a string."""
     extravars = {}
     for item in items or []:
         key, sep, value = item.partition("=")
-        if not sep:
+        if not sep or not key:
             raise ValueError(f"--extra-var {item!r} is not KEY=VALUE")
+        if value[:1] in ("[", "{"):
+            try:
+                value = yaml.safe_load(value)
+            except yaml.YAMLError as error:
+                mark = getattr(error, "problem_mark", None)
+                where = f" at character {mark.column + 1}" if mark else ""
+                raise ValueError(
+                    f"--extra-var {key}: its value is not a valid list or mapping{where}"
+                    f" (write it as JSON, e.g. {key}='[0, 1]' or {key}='{{\"name\": 1}}')"
+                ) from None
         extravars[key] = value
     return extravars
 

@@ -48,6 +48,7 @@ def commit_build(
     *,
     mounts: dict | None = None,
     path_prefix: str = "",
+    env: dict[str, str] | None = None,
     labels: dict[str, str] | None = None,
     what: str = "the image",
 ) -> str:
@@ -84,6 +85,7 @@ def commit_build(
                 _DEFAULT_PATH,
             )
             changes.append(f"ENV PATH={path_prefix}:{base_path}")
+        changes += [f"ENV {key}={value}" for key, value in (env or {}).items()]
         changes += [f"LABEL {key}={json.dumps(value)}" for key, value in (labels or {}).items()]
         repository, _, version = tag.rpartition(":")
         container.commit(repository=repository, tag=version, changes=changes)
@@ -121,23 +123,24 @@ def venv_image(
     pip_options: tuple[str, ...] = (),
     apt_packages: tuple[str, ...] = (),
     after: str = "",
+    env: dict[str, str] | None = None,
 ) -> str:
     """``base`` with ``requirements`` in a venv at ``venv``, installed offline from ``wheelhouse()``
     with ``pip_options``, and ``apt_packages`` from the base's apt cache; ``after`` is shell run
-    once they are in.
+    once they are in; ``env`` is set in the image.
 
     The tag is a hash of the base, the install script and this module, so the image is built once
     (``wheelhouse`` is called only then); older tags of ``repository`` are removed after a build.
     """
     options = {"pip_options": pip_options, "apt_packages": apt_packages, "after": after}
     script = _venv_script(requirements, venv, options)
-    tag = _venv_tag(base, repository, script)
+    tag = _venv_tag(base, repository, script + json.dumps(env or {}, sort_keys=True))
     if node_base_image.image_exists(client, tag):
         return tag
     wheels = wheelhouse()
     log.info("building %s: %s", what, tag)
     commit_build(client, base, tag, script, mounts={str(wheels): WHEELS_MOUNT}, path_prefix=f"{venv}/bin",
-                 labels={label: " ".join(requirements)}, what=what)  # fmt: skip
+                 env=env, labels={label: " ".join(requirements)}, what=what)  # fmt: skip
     for old in client.images.list(name=repository):
         if tag not in old.tags:
             client.images.remove(old.id, force=True)

@@ -101,6 +101,27 @@ def wheelhouse() -> Path:
     return download_wheels(REQUIREMENTS, "training")
 
 
+# The driver's library folders, on the loader's path as ModelArts images have them (CANN's set_env.sh
+# adds the same): the lab's torch_npu stand-in loads libascend_hal.so from there.
+DRIVER_LIBRARY_PATH = ":".join(
+    f"/usr/local/Ascend/driver/{folder}" for folder in ("lib64", "lib64/common", "lib64/driver")
+)
+
+
+def _stand_in_script() -> str:
+    """Shell that installs files/npufleet_lab_npu.py in the venv as a torch device backend named torch_npu
+    (a distribution of its own, so nothing takes it for torch_npu itself)."""
+    module = (node_base_image.FILES / "npufleet_lab_npu.py").read_text(encoding="utf-8")
+    return (
+        f"site=$({VENV}/bin/python -c 'import sysconfig; print(sysconfig.get_paths()[\"purelib\"])')\n"
+        "cat > \"$site/npufleet_lab_npu.py\" <<'NPUFLEET_MODULE'\n"
+        f"{module}NPUFLEET_MODULE\n"
+        'info="$site/npufleet_lab_npu-1.0.dist-info"; mkdir -p "$info"\n'
+        "printf 'Metadata-Version: 2.1\\nName: npufleet-lab-npu\\nVersion: 1.0\\n' > \"$info/METADATA\"\n"
+        "printf '[torch.backends]\\ntorch_npu = npufleet_lab_npu:autoload\\n' > \"$info/entry_points.txt\"\n"
+    )
+
+
 def build_image(client: docker.DockerClient, wheels: Callable[[], Path] | None = None) -> str:
     """The training image (tag = hash of its recipe and base), built once, offline; ``wheels``
     gives the wheelhouse's folder (default: download it now)."""
@@ -113,6 +134,8 @@ def build_image(client: docker.DockerClient, wheels: Callable[[], Path] | None =
         wheelhouse=wheels or wheelhouse,
         label="npufleet.lab.training",
         what="the training image",
+        after=_stand_in_script(),
+        env={"LD_LIBRARY_PATH": DRIVER_LIBRARY_PATH},
     )
 
 

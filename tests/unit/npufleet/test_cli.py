@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from npufleet.cli.stages import extra_vars
+
 NPUFLEET = str(Path(sys.executable).parent / "npufleet")
 
 
@@ -30,6 +32,11 @@ def run(*args: str, **env: str) -> subprocess.CompletedProcess:
             "inventory /nonexistent/hosts.yml does not exist",
         ),
         (("up", "-e", "novalue"), "--extra-var 'novalue' is not KEY=VALUE"),
+        (("up", "-e", "=1"), "--extra-var '=1' is not KEY=VALUE"),
+        (
+            ("up", "-e", "npu_container_npus=[0, 1"),
+            "--extra-var npu_container_npus: its value is not a valid list",
+        ),
     ],
 )
 def test_bad_input_exits_2_before_anything_starts(args, message):
@@ -37,6 +44,18 @@ def test_bad_input_exits_2_before_anything_starts(args, message):
     assert done.returncode == 2
     assert done.stderr.strip().startswith("npufleet: ")
     assert message in " ".join(done.stderr.split())
+
+
+def test_extra_vars_read_lists_and_mappings_and_keep_other_values_as_strings():
+    given = ["npu_container_npus=[0, 1]", 'train_env={"RANK_TABLE_FILE": "/workspace/hccl.json"}',
+             "train_name=sft=two", "serve_port=8000", "note= [not a list"]  # fmt: skip
+    assert extra_vars(given) == {
+        "npu_container_npus": [0, 1],
+        "train_env": {"RANK_TABLE_FILE": "/workspace/hccl.json"},
+        "train_name": "sft=two",
+        "serve_port": "8000",
+        "note": " [not a list",
+    }
 
 
 def test_no_engine_exits_3_and_says_how_to_start_one(tmp_path):

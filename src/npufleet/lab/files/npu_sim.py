@@ -247,6 +247,23 @@ def _char_device(path: Path, major: int, minor: int) -> None:
     os.chmod(path, 0o666)
 
 
+# The driver's user-space library, which torch_npu's extension links; the lab's training image loads it
+# when torch starts (files/npufleet_lab_npu.py). Any loadable shared object does: the node's zlib.
+DRIVER_LIBRARY = "libascend_hal.so"
+
+
+def _driver_library(path: Path) -> None:
+    if path.is_file():
+        return
+    multiarch = getattr(sys.implementation, "_multiarch", "")
+    for folder in ("/usr/lib", "/lib"):
+        zlib = Path(folder) / multiarch / "libz.so.1"
+        if zlib.is_file():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(zlib.read_bytes())
+            return
+
+
 def sync() -> int:
     """Make /dev and the driver tree match the state file."""
     state = load_state()
@@ -261,6 +278,7 @@ def sync() -> int:
 
     driver = ROOT / "usr/local/Ascend/driver"
     (driver / "lib64").mkdir(parents=True, exist_ok=True)
+    _driver_library(driver / "lib64/driver" / DRIVER_LIBRARY)
     (ROOT / DRIVER_STATE).write_text(json.dumps(state, indent=2), encoding="utf-8")
     _write_versions(state)
     tool = ROOT / HCCN_TOOL

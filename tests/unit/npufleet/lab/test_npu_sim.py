@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import subprocess
@@ -109,6 +110,10 @@ def test_sync_makes_device_nodes_and_driver_tree(emulate, tmp_path):
         "hisi_hdc",
     ]
     assert (root / "usr/local/Ascend/driver/version.info").read_text().startswith("Version=23.0.6\n")
+    # The driver's library is a real shared object: the loader opens it by name from its folder.
+    library = root / "usr/local/Ascend/driver/lib64/driver/libascend_hal.so"
+    assert library.read_bytes()[:4] == b"\x7fELF"
+    ctypes.CDLL(str(library))
 
 
 @pytest.mark.parametrize(
