@@ -399,7 +399,7 @@ SIGNATURES = (
     {
         "id": "shm_too_small",
         "patterns": (
-            r"unable to write to file </torch_",
+            r"unable to (?:write to|allocate shared memory\(shm\) for) file </torch_",
             r"insufficient shared memory \(shm\)",
             r"Unexpected bus error encountered in worker",
         ),
@@ -407,7 +407,8 @@ SIGNATURES = (
         "fix": "give the container a larger shm (npu_container_shm_size, docker --shm-size), or fewer data"
         " loader workers",
         "source": "https://github.com/pangeo-data/pangeo-docker-images/issues/258,"
-        " https://github.com/idiap/ESLAM/issues/20",
+        " https://github.com/idiap/ESLAM/issues/20; pytorch aten/src/ATen/MapAllocator.cpp (torch 2.13's"
+        " line, recorded in the lab)",
         "symptom": False,
         "stops_launch": True,
     },

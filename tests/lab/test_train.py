@@ -693,7 +693,7 @@ def test_a_container_without_the_driver_mount_is_diagnosed_on_its_node(train_lab
         if mount["dest"] != "/usr/local/Ascend/driver"
     ]
     node2_container(npu_container_driver_mounts=mounts, npu_container_verify=False)
-    failure, _, found = failed_train(train_lab, tmp_path, "nodriver")
+    failure, evidence, found = failed_train(train_lab, tmp_path, "nodriver")
     assert f"npufleet: diagnosis: driver_not_mounted on {NODES[1]}" in failure
     assert "fix: start the container with the driver mounts" in failure
     first = found["first"]
@@ -702,14 +702,23 @@ def test_a_container_without_the_driver_mount_is_diagnosed_on_its_node(train_lab
     assert "libascend_hal.so: cannot open shared object file" in first["line"]
     # Node 1 has its driver: none of its matches is a cause.
     assert all(match["symptom"] for match in found["consequences"] if match["node"] == NODES[0])
+    # Beside the readings after the failure, what the gate and npu-smi read before the launch.
+    before = (evidence / "nodes" / NODES[1] / "logs" / "nodriver-before.log").read_text()
+    assert "== what the job gate read on every node before the job started" in before
+    assert f"== npu-smi info on {NODES[1]} before the job started (exit 0)" in before
+    assert "910B3" in before
+    after = (evidence / "nodes" / NODES[1] / "commands" / "npu-smi-info.txt").read_text()
+    assert "910B3" in after
 
 
 def test_a_too_small_shm_is_diagnosed_on_its_node(train_lab, tmp_path, node2_container):
-    """Data loader workers hand their batches over in /dev/shm: with 8 KiB of it on node 2 they fail."""
-    node2_container(npu_container_shm_size="8k")
+    """Data loader workers hand their batches over in /dev/shm: with 64 KiB of it on node 2 (room for
+    the loader's semaphores, not for the batches) they fail."""
+    node2_container(npu_container_shm_size="64k")
     failure, _, found = failed_train(
-        train_lab, tmp_path, "smallshm", "-e", 'train_extra_config={"dataloader_num_workers": 2}'
-    )
+        train_lab, tmp_path, "smallshm",
+        "-e", 'train_extra_config={"dataloader_num_workers": 2, "dataloader_prefetch_factor": 4}',
+    )  # fmt: skip
     assert f"npufleet: diagnosis: shm_too_small on {NODES[1]}" in failure
     first = found["first"]
     assert (first["id"], first["node"]) == ("shm_too_small", NODES[1])
