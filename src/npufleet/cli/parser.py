@@ -35,10 +35,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON on stdout")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what the lab does")
     sub = parser.add_subparsers(dest="command", required=True)
+    # --json after the subcommand too (npufleet diagnose x.log --json); absent there, it leaves the
+    # global flag as it was.
+    output = argparse.ArgumentParser(add_help=False)
+    output.add_argument(
+        "--json", action="store_true", default=argparse.SUPPRESS, help="the same as npufleet --json"
+    )
 
     lab = sub.add_parser("lab", help="simulated Ascend nodes on the local Docker engine")
     lab_sub = lab.add_subparsers(dest="action", required=True)
-    common = argparse.ArgumentParser(add_help=False)
+    common = argparse.ArgumentParser(add_help=False, parents=[output])
     common.add_argument("--lab", default=DEFAULT_LAB, help="lab name, prefix of every object it creates")
     where = argparse.ArgumentParser(add_help=False)
     where.add_argument("--inventory", help="the lab's inventory file (default inventories/lab/hosts.yml)")
@@ -94,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fault.set_defaults(func=lab_commands.cmd_fault)
 
-    options = argparse.ArgumentParser(add_help=False)
+    options = argparse.ArgumentParser(add_help=False, parents=[output])
     options.add_argument("-i", "--inventory", help="inventory (default: the lab's inventories/lab/hosts.yml)")
     options.add_argument("-l", "--limit", help="only these hosts (Ansible pattern)")
     options.add_argument("-t", "--tags", help="only tasks with these tags")
@@ -132,18 +138,22 @@ def build_parser() -> argparse.ArgumentParser:
     collect.set_defaults(func=stages.cmd_collect, playbook="collect.yml")
     endpoints = sub.add_parser(
         "endpoints",
+        parents=[output],
         help="where the served models answer (URL, model, a curl line to try)",
         description="Reads the records the serve role writes for each service that passed its health"
         " gates, asks each for /v1/models, and prints a request to try. Exit 1 when none answers.",
     )
     endpoints.add_argument("--dir", help="records folder (default reports/serve in the checkout)")
     endpoints.set_defaults(func=reports.cmd_endpoints)
-    report = sub.add_parser("report", help="print a training report (the latest run by default)")
+    report = sub.add_parser(
+        "report", parents=[output], help="print a training report (the latest run by default)"
+    )
     report.add_argument("run", nargs="?", help="run name (train_name); default: the latest report")
     report.add_argument("--dir", help="reports folder (default reports/train in the checkout)")
     report.set_defaults(func=reports.cmd_report)
     diagnose = sub.add_parser(
         "diagnose",
+        parents=[output],
         help="name the first failure in logs or an evidence folder, with its cause and fix",
         description="Applies the fault catalogue (plugins/module_utils/fault_signatures.py) to the files"
         " given, or to every file under a folder (an evidence folder's nodes/<host>/ name the nodes), and"

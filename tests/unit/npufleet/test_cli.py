@@ -285,6 +285,9 @@ def test_diagnose_names_each_match_with_its_cause_fix_file_and_line():
         assert match["cause"] and match["fix"] and match["file"].endswith(".log") and match["line_no"] > 2
     text = run("diagnose", str(FAILURE_LOGS))
     assert text.returncode == 0 and "## First failure" in text.stdout and "**Fix**:" in text.stdout
+    # --json after the subcommand is the same as before it.
+    after = run("diagnose", str(FAILURE_LOGS / "hccl_listen_port_in_use_then_link_timeout.log"), "--json")
+    assert json.loads(after.stdout) == found
 
 
 def test_diagnose_exits_1_when_nothing_matched_and_2_on_a_missing_path(tmp_path):
