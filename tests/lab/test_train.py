@@ -704,7 +704,7 @@ def test_a_container_without_the_driver_mount_is_diagnosed_on_its_node(train_lab
     assert all(match["symptom"] for match in found["consequences"] if match["node"] == NODES[0])
     # Beside the readings after the failure, what the gate and npu-smi read before the launch.
     before = (evidence / "nodes" / NODES[1] / "logs" / "nodriver-before.log").read_text()
-    assert "== what the job gate read on every node before the job started" in before
+    assert "== what the job gate read on every node before the job started, at 20" in before
     assert f"== npu-smi info on {NODES[1]} before the job started (exit 0)" in before
     assert "910B3" in before
     after = (evidence / "nodes" / NODES[1] / "commands" / "npu-smi-info.txt").read_text()
@@ -715,7 +715,7 @@ def test_a_too_small_shm_is_diagnosed_on_its_node(train_lab, tmp_path, node2_con
     """Data loader workers hand their batches over in /dev/shm: with 64 KiB of it on node 2 (room for
     the loader's semaphores, not for the batches) they fail."""
     node2_container(npu_container_shm_size="64k")
-    failure, _, found = failed_train(
+    failure, evidence, found = failed_train(
         train_lab, tmp_path, "smallshm",
         "-e", 'train_extra_config={"dataloader_num_workers": 2, "dataloader_prefetch_factor": 4}',
     )  # fmt: skip
@@ -723,6 +723,7 @@ def test_a_too_small_shm_is_diagnosed_on_its_node(train_lab, tmp_path, node2_con
     first = found["first"]
     assert (first["id"], first["node"]) == ("shm_too_small", NODES[1])
     assert first["file"].startswith(f"nodes/{NODES[1]}/")
+    assert (evidence / "nodes" / NODES[1] / "logs" / "smallshm-before.log").is_file()
 
 
 def test_a_wrong_rank_table_path_is_diagnosed_on_its_node_from_hccls_plog(train_lab, tmp_path):
