@@ -705,6 +705,7 @@ def test_a_container_without_the_driver_mount_is_diagnosed_on_its_node(train_lab
     # Beside the readings after the failure, what the gate and npu-smi read before the launch.
     before = (evidence / "nodes" / NODES[1] / "logs" / "nodriver-before.log").read_text()
     assert "== what the job gate read on every node before the job started, at 20" in before
+    assert f"\n{NODES[1]}:\n  NPU  link  health " in before
     assert f"== npu-smi info on {NODES[1]} before the job started (exit 0)" in before
     assert "910B3" in before
     after = (evidence / "nodes" / NODES[1] / "commands" / "npu-smi-info.txt").read_text()
