@@ -162,6 +162,19 @@ def _order(match: dict) -> tuple:
     return (match["time"] is None, match["time"] or "", match["_seen"])
 
 
+def _rank_from_node(matches: list[dict]) -> None:
+    """A line that names no rank (HCCL's plog lines name a pid) on a node whose other lines all name
+    the same one: that node ran one rank, and the line is its."""
+    ranks: dict[str, set] = {}
+    for match in matches:
+        if match["node"] and match["rank"] is not None:
+            ranks.setdefault(match["node"], set()).add(match["rank"])
+    for match in matches:
+        known = ranks.get(match["node"]) if match["node"] else None
+        if match["rank"] is None and known and len(known) == 1:
+            match["rank"] = next(iter(known))
+
+
 def diagnose(paths: Iterable[str | Path]) -> dict:
     """The diagnosis of the logs under ``paths``: every match in time order, the first failure (the
     earliest match that is a cause; the earliest symptom when no cause was found), and the other
@@ -176,6 +189,7 @@ def diagnose(paths: Iterable[str | Path]) -> dict:
         matches += scan_text(read_tail(file), name, node)
     for seen, match in enumerate(matches):
         match["_seen"] = seen
+    _rank_from_node(matches)
     matches.sort(key=_order)
     causes = [match for match in matches if not match["symptom"]]
     first = (causes or matches or [None])[0]

@@ -746,7 +746,7 @@ def test_a_wrong_rank_table_path_is_diagnosed_on_its_node_from_hccls_plog(train_
         node_exec(NODES[0], f"rm -f {table}")
     assert f"npufleet: diagnosis: hccl_rank_table_missing on {NODES[1]}" in failure
     first = found["first"]
-    assert (first["id"], first["node"]) == ("hccl_rank_table_missing", NODES[1])
+    assert (first["id"], first["node"], first["rank"]) == ("hccl_rank_table_missing", NODES[1], 1)
     assert first["file"].startswith(f"nodes/{NODES[1]}/containers/{CONTAINER}/")
     assert "plog-" in first["file"]
     assert "get file[/workspace/rank_table.json] real path error" in first["line"]

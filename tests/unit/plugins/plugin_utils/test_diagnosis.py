@@ -141,6 +141,36 @@ def test_a_taken_master_port_in_the_lab_is_named_on_the_master():
     assert "EADDRINUSE" in first["line"]
 
 
+def test_a_plog_line_takes_the_rank_of_the_node_that_ran_one():
+    """Recorded in the lab: RANK_TABLE_FILE named a file that node 2 does not have. HCCL's line is in
+    node 2's plog (it names a pid, not a rank); node 2 ran rank 1 alone."""
+    found = diagnosis.diagnose([LAB / "rank_table_path"])
+    first = found["first"]
+    assert (first["id"], first["node"], first["rank"]) == ("hccl_rank_table_missing", "npufleet-lab-node2", 1)
+    assert first["file"].startswith("nodes/npufleet-lab-node2/containers/npufleet-workload/plog/")
+    assert first["time"] == "2026-12-02T19:46:43.125038"
+    assert [match["id"] for match in found["consequences"]] == ["torch_npu_backend_not_loaded"]
+
+
+def test_a_line_without_a_rank_on_a_node_of_several_ranks_keeps_none(tmp_path):
+    node = tmp_path / "nodes" / "node1"
+    (node / "logs").mkdir(parents=True)
+    (node / "logs" / "sft-rank0.log").write_text(
+        "[rank0]: RuntimeError: NPU out of memory. Tried to allocate\n"
+    )
+    (node / "logs" / "sft-rank1.log").write_text(
+        "[rank1]: RuntimeError: NPU out of memory. Tried to allocate\n"
+    )
+    (node / "plog.log").write_text(
+        "[ERROR] HCCL(45,python3):2026-12-02-19:46:43.125.038 [param_check.cc:98] [45]"
+        "[HcomLoadRanktableFile]get file[/workspace/x.json] real path error\n"
+    )
+    found = diagnosis.diagnose([tmp_path])
+    assert {match["rank"] for match in found["matches"] if match["id"] == "npu_out_of_memory"} == {0, 1}
+    plog = next(match for match in found["matches"] if match["id"] == "hccl_rank_table_missing")
+    assert plog["rank"] is None
+
+
 def test_the_bundles_own_records_are_not_read_as_logs(tmp_path):
     """A node that could not be reached gets NOT_COLLECTED.txt quoting the connection's error; it is
     not that node's failure."""
