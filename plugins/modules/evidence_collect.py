@@ -56,7 +56,8 @@ options:
   container_user:
     description:
       - The user (name or uid) that reads the container folders, whose home a leading C(~) is; the
-        launched processes' user, whose plog folders they are. Empty is the container's own user.
+        launched processes' user, whose plog folders they are. Empty is the container's own user, as
+        is a user the container's image does not have.
     type: str
     default: ""
   container_log_files:
@@ -281,19 +282,20 @@ class Collector:
     def container_logs(self, name: str) -> None:
         user = self.params["container_user"]
         as_user = ["-u", user] if user else []
-        argv = [
-            self.docker,
-            "exec",
-            *as_user,
-            name,
+        listing = [
             "sh",
             "-c",
             self._LIST_LOGS,
             "sh",
             str(self.params["container_log_files"]),
             repr(float(self.params["since"])),
+            *self.params["container_log_dirs"],
         ]
-        rc, out, why = self.run(argv + self.params["container_log_dirs"])
+        rc, out, why = self.run([self.docker, "exec", *as_user, name, *listing])
+        if rc != 0 and as_user and b"unable to find user" in out:
+            # An image without that user (another team's, MindIE's): its own user reads its folders.
+            as_user = []
+            rc, out, why = self.run([self.docker, "exec", name, *listing])
         if rc != 0:
             reason = why or out.decode(errors="replace")[:300]
             self.problem(f"{name}: plog folders", reason)

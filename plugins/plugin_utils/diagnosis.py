@@ -162,10 +162,14 @@ def _order(match: dict) -> tuple:
     return (match["time"] is None, match["time"] or "", match["_seen"])
 
 
-def _rank_from_node(matches: list[dict]) -> None:
-    """A line that names no rank (HCCL's plog lines name a pid) on a node whose other lines all name
-    the same one: that node ran one rank, and the line is its."""
+def _rank_from_node(matches: list[dict], files: list[tuple[Path, str | None, str]]) -> None:
+    """A line that names no rank (HCCL's plog lines name a pid) on a node that ran one rank: the
+    node's rank logs (their names say the rank) all name the same one, and no line names another."""
     ranks: dict[str, set] = {}
+    for _, node, name in files:
+        found = _FILE_RANK.search(os.path.basename(name))
+        if node and found:
+            ranks.setdefault(node, set()).add(int(found.group(1)))
     for match in matches:
         if match["node"] and match["rank"] is not None:
             ranks.setdefault(match["node"], set()).add(match["rank"])
@@ -189,7 +193,7 @@ def diagnose(paths: Iterable[str | Path]) -> dict:
         matches += scan_text(read_tail(file), name, node)
     for seen, match in enumerate(matches):
         match["_seen"] = seen
-    _rank_from_node(matches)
+    _rank_from_node(matches, files)
     matches.sort(key=_order)
     causes = [match for match in matches if not match["symptom"]]
     first = (causes or matches or [None])[0]

@@ -731,9 +731,9 @@ def test_a_wrong_rank_table_path_is_diagnosed_on_its_node_from_hccls_plog(train_
     """The rank table was put on node 1 only: HCCL on node 2 writes its error to the plog alone (the lab's
     stand-in writes it where CANN does), and the evidence brings that plog back."""
     table = "/home/ma-user/ws/rank_table.json"
-    node_exec(NODES[0], f'echo \'{{"version": "1.0"}}\' > {table} && chown 1000:1000 {table}')
+    assert node_exec(NODES[0], f'echo \'{{"version": "1.0"}}\' > {table} && chown 1000:1000 {table}')[0] == 0
     for node in NODES:
-        node_exec(node, f"docker exec {CONTAINER} rm -rf /home/ma-user/ascend/log")
+        assert node_exec(node, f"docker exec {CONTAINER} rm -rf /home/ma-user/ascend/log")[0] == 0
     try:
         failure, _, found = failed_train(
             train_lab,

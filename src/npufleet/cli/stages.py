@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import re
 import signal
 import threading
 import time
@@ -21,6 +22,8 @@ from npufleet.cli.live import LiveView
 from npufleet.cli.output import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_TIMEOUT, console, print_json
 from npufleet.collection import default_inventory
 
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
 
 def extra_vars(items: list[str] | None) -> dict:
     """``-e KEY=VALUE`` pairs; a VALUE that starts with ``[`` or ``{`` is a list or a mapping (JSON, or
@@ -28,14 +31,20 @@ def extra_vars(items: list[str] | None) -> dict:
     extravars = {}
     for item in items or []:
         key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--extra-var {item!r} is not KEY=VALUE")
+        # The text given is not echoed unless it is a plain name: it may be a mistyped secret.
+        if not sep:
+            shown = repr(item) if _NAME.fullmatch(item) else "(its text is not shown)"
+            raise ValueError(f"--extra-var {shown} is not KEY=VALUE")
+        if not _NAME.fullmatch(key):
+            raise ValueError(
+                "--extra-var has no variable name before '=' (its text is not shown): write KEY=VALUE"
+            )
         if value[:1] in ("[", "{"):
             try:
                 value = yaml.safe_load(value)
             except yaml.YAMLError as error:
                 mark = getattr(error, "problem_mark", None)
-                where = f" at character {mark.column + 1}" if mark else ""
+                where = f" at character {mark.index + 1}" if mark else ""
                 raise ValueError(
                     f"--extra-var {key}: its value is not a valid list or mapping{where}"
                     f" (write it as JSON, e.g. {key}='[0, 1]' or {key}='{{\"name\": 1}}')"

@@ -32,7 +32,12 @@ def run(*args: str, **env: str) -> subprocess.CompletedProcess:
             "inventory /nonexistent/hosts.yml does not exist",
         ),
         (("up", "-e", "novalue"), "--extra-var 'novalue' is not KEY=VALUE"),
-        (("up", "-e", "=1"), "--extra-var '=1' is not KEY=VALUE"),
+        (("up", "-e", "=CANARY"), "--extra-var has no variable name before '=' (its text is not shown)"),
+        (("up", "-e", "CANARY-x"), "--extra-var (its text is not shown) is not KEY=VALUE"),
+        (
+            ("up", "-e", "registry_password=[CANARY"),
+            "--extra-var registry_password: its value is not a valid",
+        ),
         (
             ("up", "-e", "npu_container_npus=[0, 1"),
             "--extra-var npu_container_npus: its value is not a valid list",
@@ -44,6 +49,7 @@ def test_bad_input_exits_2_before_anything_starts(args, message):
     assert done.returncode == 2
     assert done.stderr.strip().startswith("npufleet: ")
     assert message in " ".join(done.stderr.split())
+    assert "CANARY" not in done.stderr + done.stdout
 
 
 def test_extra_vars_read_lists_and_mappings_and_keep_other_values_as_strings():

@@ -7,9 +7,10 @@ container given NPUs it does what the real start does first, and fails the way i
 * it loads the driver's ``libascend_hal.so`` through the dynamic loader (the image's
   LD_LIBRARY_PATH names the driver's lib64 folders, as ModelArts images do). A container without
   the driver mount fails with the loader's own message.
-* with RANK_TABLE_FILE set, it reads the rank table as HCCL does and, when the file is missing or
-  is not JSON, writes HCCL's error line to the process's plog (ASCEND_PROCESS_LOG_PATH, or
-  ~/ascend/log) and to stdout with ASCEND_SLOG_PRINT_TO_STDOUT=1, then stops the process.
+* with RANK_TABLE_FILE set, it reads the rank table and, when the file is missing or is not JSON,
+  writes HCCL's error line to the process's plog (ASCEND_PROCESS_LOG_PATH, or ~/ascend/log) and to
+  stdout with ASCEND_SLOG_PRINT_TO_STDOUT=1, then stops the process. HCCL reads it later, when the
+  ranks' communicator starts; here every process that imports torch stops, the launcher too.
 
 Nothing else is emulated: the lab trains on the CPU. A container with no NPUs (the lab's image
 builds, its model generator) is left alone.

@@ -1,5 +1,5 @@
-"""evidence_collect on this machine's files and commands (no docker): what goes into the archive,
-bounded, with secrets redacted and links left out."""
+"""evidence_collect on this machine's files and commands, and a fake docker for the containers: what
+goes into the archive, bounded, with secrets redacted and links left out."""
 
 from __future__ import annotations
 
@@ -89,3 +89,47 @@ def test_hccn_tool_readings_run_as_argv_per_npu(tmp_path, capsys):
     ]
     assert text.startswith("## /bin/echo -i 0 -link -g (exit 0)\n")
     assert result["problems"] == []
+
+
+FAKE_DOCKER = """#!/bin/sh
+# Records each call; answers as docker would for a container whose image has ma-user but not nobody2.
+echo "$*" >> "$DOCKER_CALLS"
+case "$1" in
+  inspect) echo '[{"Config": {"Env": []}}]' ;;
+  logs) echo "container log line" ;;
+  exec)
+    shift
+    if [ "$1" = "-u" ]; then
+      if [ "$2" = "nobody2" ]; then
+        echo "unable to find user nobody2: no matching entries in passwd file"; exit 126
+      fi
+      shift 2
+    fi
+    shift  # the container
+    if [ "$1" = "sh" ]; then echo /home/ma-user/ascend/log/debug/plog/plog-45_1.log
+    else echo "[ERROR] HCCL plog line"; fi ;;
+esac
+"""
+
+
+@pytest.mark.parametrize(("user", "exec_prefix"), [("ma-user", "exec -u ma-user work"), ("", "exec work"),
+                                                    ("nobody2", "exec work")])  # fmt: skip
+def test_plog_folders_are_read_as_the_container_user_or_the_containers_own(
+    tmp_path, capsys, monkeypatch, user, exec_prefix
+):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "docker").write_text(FAKE_DOCKER)
+    (bin_dir / "docker").chmod(0o755)
+    calls = tmp_path / "calls.txt"
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    monkeypatch.setenv("DOCKER_CALLS", str(calls))
+    dest = tmp_path / "evidence.tar.gz"
+    run_module(capsys, dest=str(dest), containers=["work"], container_user=user)
+    files = archive(dest)
+    plog = "containers/work/plog/home_ma-user_ascend_log_debug_plog_plog-45_1.log"
+    assert files[plog] == "[ERROR] HCCL plog line\n"
+    execs = [line for line in calls.read_text().splitlines() if line.startswith("exec")]
+    # The listing and the read run as the same user; a user the image lacks falls back to its own.
+    assert execs[-2].startswith(f"{exec_prefix} sh -c ")
+    assert execs[-1].startswith(f"{exec_prefix} tail -c ")

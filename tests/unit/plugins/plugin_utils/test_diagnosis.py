@@ -169,6 +169,10 @@ def test_a_line_without_a_rank_on_a_node_of_several_ranks_keeps_none(tmp_path):
     assert {match["rank"] for match in found["matches"] if match["id"] == "npu_out_of_memory"} == {0, 1}
     plog = next(match for match in found["matches"] if match["id"] == "hccl_rank_table_missing")
     assert plog["rank"] is None
+    # A node whose logs name two ranks, of which only one has a matching line, ran two ranks.
+    (node / "logs" / "sft-rank0.log").write_text("[rank0]: {'loss': 1.2}\n")
+    plog = next(m for m in diagnosis.diagnose([tmp_path])["matches"] if m["id"] == "hccl_rank_table_missing")
+    assert plog["rank"] is None
 
 
 def test_the_bundles_own_records_are_not_read_as_logs(tmp_path):
