@@ -14,6 +14,8 @@ description:
     C(docker logs) and C(docker inspect), the CANN plog folders inside each container
     (O(container_log_dirs), and E(ASCEND_PROCESS_LOG_PATH) where the container sets it), and the
     output of O(commands) (C(npu-smi info), C(hccn_tool) readings, the tail of C(dmesg)).
+  - A stopped container's plog folders are copied out with C(docker cp), from the same places
+    (its own C(/etc/passwd) gives the user's home), keeping the newest files' tails as they stream.
   - Each file keeps its last O(max_file_bytes) (the failure is near the end), and the archive at
     most O(max_total_bytes); what was cut is listed in the result and in the archive's
     C(MANIFEST.json).
@@ -158,6 +160,7 @@ import os
 import shlex
 import subprocess
 import tarfile
+import threading
 import time
 
 from ansible.module_utils.basic import AnsibleModule
@@ -260,13 +263,20 @@ class Collector:
                 self.problem(name, reason)
                 continue
             self.add(f"containers/{name}/inspect.json", f"docker inspect {name}", out, inspect=True)
+            try:
+                details = json.loads(out)[0]
+            except (ValueError, IndexError, KeyError):
+                details = {}
             rc, out, why = self.run([self.docker, "logs", "--tail", "2000", "--timestamps", name])
             self.add(
                 f"containers/{name}/docker-logs.txt",
                 f"docker logs {name}",
                 out if rc == 0 else why.encode() + out,
             )
-            self.container_logs(name)
+            if (details.get("State") or {}).get("Running", True):
+                self.container_logs(name)
+            else:
+                self.stopped_container_logs(name, details)
 
     # Lists the newest files of each folder (arguments; a leading ~ is the container user's home),
     # ASCEND_PROCESS_LOG_PATH first where the container sets it.
@@ -310,6 +320,68 @@ class Collector:
                 )
             else:
                 self.problem(f"{name}:{path}", why or data.decode(errors="replace")[:300])
+
+    def stopped_container_logs(self, name: str, details: dict) -> None:
+        """A stopped container (a crashed rank's, often) runs nothing: its plog folders are copied out
+        with docker cp instead, from the same places the listing would look."""
+        config = details.get("Config") or {}
+        env = dict(item.partition("=")[::2] for item in config.get("Env") or [])
+        home = self.stopped_home(name, self.params["container_user"] or config.get("User") or "root")
+        folders = [env["ASCEND_PROCESS_LOG_PATH"]] if env.get("ASCEND_PROCESS_LOG_PATH") else []
+        for folder in self.params["container_log_dirs"]:
+            folders.append(home + folder[1:] if folder.startswith("~/") else folder)
+        for folder in folders:
+            self.copied_folder(name, folder.rstrip("/"))
+
+    def stopped_home(self, name: str, user: str) -> str:
+        """The user's home, from the stopped container's own /etc/passwd (a name or a uid)."""
+        rc, out, _ = self.run([self.docker, "cp", f"{name}:/etc/passwd", "-"])
+        if rc == 0:
+            try:
+                with tarfile.open(fileobj=io.BytesIO(out)) as copied:
+                    member = copied.next()
+                    passwd = copied.extractfile(member).read().decode(errors="replace") if member else ""
+            except (tarfile.TarError, AttributeError):
+                passwd = ""
+            for line in passwd.splitlines():
+                fields = line.split(":")
+                if len(fields) >= 6 and user in (fields[0], fields[2]):
+                    return fields[5]
+        return "/root" if user in ("root", "0") else "/home/" + user
+
+    def copied_folder(self, name: str, folder: str) -> None:
+        """The newest files (modified since the run started) of a folder of a stopped container, each
+        its tail: docker cp's tar stream is read as it comes, so a large folder is never held whole."""
+        params = self.params
+        keep, newest = params["max_file_bytes"], []  # (mtime, path, tail), the newest few
+        process = subprocess.Popen(
+            [self.docker, "cp", f"{name}:{folder}", "-"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        timer = threading.Timer(params["command_timeout"], process.kill)
+        timer.start()
+        try:
+            with tarfile.open(fileobj=process.stdout, mode="r|") as copied:
+                for member in copied:
+                    if not member.isfile() or member.mtime < params["since"]:
+                        continue
+                    handle, data = copied.extractfile(member), b""
+                    chunk = handle.read(65536)
+                    while chunk:
+                        data = (data + chunk)[-(keep + 4096) :]
+                        chunk = handle.read(65536)
+                    path = os.path.dirname(folder) + "/" + member.name
+                    newest = sorted([*newest, (member.mtime, path, data)], reverse=True)
+                    newest = newest[: params["container_log_files"]]
+        except tarfile.TarError:
+            pass  # nothing came (no such folder): docker's own words say why, below
+        finally:
+            rest = process.communicate()[1]
+            timer.cancel()
+        if process.returncode != 0 and not newest:
+            reason = rest.decode(errors="replace").strip()[:300] or f"docker cp exited {process.returncode}"
+            self.problem(f"{name}:{folder} (stopped)", reason)
+        for _, path, data in newest:
+            self.add(f"containers/{name}/plog/{path.strip('/').replace('/', '_')}", f"{name}:{path}", data)
 
     def commands(self) -> None:
         for command in self.params["commands"]:

@@ -704,10 +704,10 @@ def test_a_container_without_the_driver_mount_is_diagnosed_on_its_node(train_lab
     assert all(match["symptom"] for match in found["consequences"] if match["node"] == NODES[0])
     # Beside the readings after the failure, what the gate and npu-smi read before the launch.
     before = (evidence / "nodes" / NODES[1] / "logs" / "nodriver-before.log").read_text()
-    assert "== what the job gate read on every node before the job started, at 20" in before
-    assert f"\n{NODES[1]}:\n  NPU  link  health " in before
-    assert f"== npu-smi info on {NODES[1]} before the job started (exit 0)" in before
-    assert "910B3" in before
+    assert before.startswith(f"== readings on {NODES[1]} before run nodriver started, at 20")
+    assert f"\n{NODES[1]}:\n  NPU  link  health " in before  # the gate's table
+    assert "\n== npu-smi info\n" in before and "910B3" in before and "(exit 0)" in before
+    assert "== hccn_tool -i 0 -link -g\nlink status: UP" in before
     after = (evidence / "nodes" / NODES[1] / "commands" / "npu-smi-info.txt").read_text()
     assert "910B3" in after
 
@@ -751,3 +751,50 @@ def test_a_wrong_rank_table_path_is_diagnosed_on_its_node_from_hccls_plog(train_
     assert "plog-" in first["file"]
     assert "get file[/workspace/rank_table.json] real path error" in first["line"]
     assert not [match for match in found["matches"] if match["node"] == NODES[0] and not match["symptom"]]
+
+
+def test_a_taken_serving_port_is_diagnosed_through_the_cli_with_the_servers_evidence(train_lab, tmp_path):
+    """A failed serve stage gathers the evidence as a failed training run does: the server's log, the
+    readings from before it started, the inference container; and the diagnosis names the port."""
+    port = 8115
+    hold_port(port)
+    try:
+        done = run_cli(
+            "serve", "-i", str(train_lab), "--limit", NODES[0], "-e", "serve_name=portserve",
+            "-e", f"serve_port={port}", "-e", "serve_adapter_path=", "-e", "serve_record_dir=",
+            "-e", f"npufleet_report_dir={tmp_path}",
+        )  # fmt: skip
+    finally:
+        node_exec(NODES[0], f"pkill -f 'http.server {port}' ; true")
+    print(done.stderr[-3000:])
+    assert done.returncode == 1
+    failure = " ".join(done.stderr.split())
+    assert f"npufleet: diagnosis: serving_port_in_use on {NODES[0]}" in failure
+    (evidence,) = (tmp_path / "serve").iterdir()
+    assert f"evidence and diagnosis: {evidence}" in failure
+    node = evidence / "nodes" / NODES[0]
+    assert "Address already in use" in (node / "logs" / "serve-portserve.log").read_text()
+    before = (node / "logs" / "serve-portserve-before.log").read_text()
+    assert before.startswith(f"== readings on {NODES[0]} before server serve-portserve started, at 20")
+    assert "910B3" in before
+    assert (node / "containers" / INFERENCE / "inspect.json").is_file()
+    first = read_diagnosis(evidence)["first"]
+    assert (first["id"], first["node"], first["file"]) == (
+        "serving_port_in_use", NODES[0], f"nodes/{NODES[0]}/logs/serve-portserve.log"
+    )  # fmt: skip
+
+
+def test_a_failed_benchmark_gathers_the_evidence_too(train_lab, tmp_path):
+    """Nothing serves on the port the benchmark is given: it fails, and the evidence is gathered (with
+    the readings from before it) even where no known fault explains it."""
+    done = run_cli(
+        "bench", "-i", str(train_lab), "--concurrency", "1", "--requests", "2",
+        "-e", "serve_port=8199", "-e", f"npufleet_report_dir={tmp_path}",
+    )  # fmt: skip
+    print(done.stderr[-3000:])
+    assert done.returncode == 1
+    # bench/ also holds the benchmark's own report folder (bench/api): the evidence is the one with nodes/.
+    (evidence,) = [folder for folder in (tmp_path / "bench").iterdir() if (folder / "nodes").is_dir()]
+    before = (evidence / "nodes" / NODES[0] / "logs" / "bench-api-before.log").read_text()
+    assert before.startswith(f"== readings on {NODES[0]} before benchmark api started, at 20")
+    assert (evidence / "diagnosis.json").is_file()

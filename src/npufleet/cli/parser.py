@@ -135,6 +135,12 @@ def build_parser() -> argparse.ArgumentParser:
         " A failed up, train, serve or bench does this by itself.",
     )
     collect.add_argument("--stage", default="collect", help="the stage the evidence is for (default collect)")
+    collect.add_argument(
+        "--since",
+        metavar="SPAN|TIME",
+        help="only logs written since then: a span back from now (30m, 2h, 1d) or a UTC time"
+        " (2026-12-03T05:30:00Z); default: all of them",
+    )
     collect.set_defaults(func=stages.cmd_collect, playbook="collect.yml")
     endpoints = sub.add_parser(
         "endpoints",

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import json
 import re
 import signal
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import yaml
@@ -41,16 +43,25 @@ def extra_vars(items: list[str] | None) -> dict:
             )
         if value[:1] in ("[", "{"):
             try:
-                value = yaml.safe_load(value)
-            except yaml.YAMLError as error:
-                mark = getattr(error, "problem_mark", None)
-                where = f" at character {mark.index + 1}" if mark else ""
-                raise ValueError(
-                    f"--extra-var {key}: its value is not a valid list or mapping{where}"
-                    f" (write it as JSON, e.g. {key}='[0, 1]' or {key}='{{\"name\": 1}}')"
-                ) from None
+                # JSON first: YAML 1.1 would read [yes, no] as booleans and [010] as octal.
+                value = json.loads(value)
+            except ValueError:
+                value = _flow_value(key, value)
         extravars[key] = value
     return extravars
+
+
+def _flow_value(key: str, value: str) -> object:
+    """A list or mapping in YAML's flow style (``[a, b]``, ``{name: 1}``), as ansible-playbook reads it."""
+    try:
+        return yaml.safe_load(value)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at character {mark.index + 1}" if mark else ""
+        raise ValueError(
+            f"--extra-var {key}: its value is not a valid list or mapping{where}"
+            f" (write it as JSON, e.g. {key}='[0, 1]' or {key}='{{\"name\": 1}}')"
+        ) from None
 
 
 def vault_password(args: argparse.Namespace) -> str | None:
@@ -189,9 +200,33 @@ def cmd_stage(args: argparse.Namespace) -> int:
     return run_stage(args.playbook, args)
 
 
+_SPAN = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
+_SPAN_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def since_epoch(text: str, now: float) -> float:
+    """``--since``: a span back from now (``90s``, ``30m``, ``2h``, ``1d``) or a time
+    (``2026-12-03T05:30:00Z``; without a zone it is UTC), as seconds since the epoch."""
+    span = _SPAN.fullmatch(text.strip())
+    if span:
+        return now - float(span.group(1)) * _SPAN_SECONDS[span.group(2)]
+    try:
+        when = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(
+            f"--since {text!r} is neither a span nor a time: write 30m, 2h, 1d or 2026-12-03T05:30:00Z"
+        ) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.timestamp()
+
+
 def cmd_collect(args: argparse.Namespace) -> int:
     """Every node's evidence now, and the diagnosis of it (printed)."""
-    return run_stage(args.playbook, args, {"evidence_stage": args.stage}, print_reports=True)
+    extravars = {"evidence_stage": args.stage}
+    if args.since:
+        extravars["evidence_since"] = since_epoch(args.since, time.time())
+    return run_stage(args.playbook, args, extravars, print_reports=True)
 
 
 def cmd_down(args: argparse.Namespace) -> int:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from npufleet.cli.stages import extra_vars
+from npufleet.cli.stages import extra_vars, since_epoch
 
 NPUFLEET = str(Path(sys.executable).parent / "npufleet")
 
@@ -62,6 +62,30 @@ def test_extra_vars_read_lists_and_mappings_and_keep_other_values_as_strings():
         "serve_port": "8000",
         "note": " [not a list",
     }
+
+
+def test_extra_vars_read_json_before_yaml_so_words_stay_words():
+    # YAML 1.1 would make these a boolean and an octal number.
+    given = ['hosts=["no", "010"]', "flags=[no, on]"]
+    assert extra_vars(given) == {"hosts": ["no", "010"], "flags": [False, True]}
+
+
+def test_collect_since_takes_a_span_or_a_utc_time():
+    now = 1_800_000_000.0
+    assert since_epoch("90s", now) == now - 90
+    assert since_epoch("30m", now) == now - 1800
+    assert since_epoch("2h", now) == now - 7200
+    assert since_epoch("1.5d", now) == now - 129600
+    assert since_epoch("2026-12-03T05:30:00Z", now) == 1796275800
+    assert since_epoch("2026-12-03T05:30:00", now) == 1796275800
+    assert since_epoch("2026-12-03T06:30:00+01:00", now) == 1796275800
+
+
+def test_collect_since_refuses_what_it_cannot_read_before_running_anything():
+    done = run("collect", "--since", "yesterday", "-i", "/nonexistent/hosts.yml")
+    assert done.returncode == 2
+    message = "--since 'yesterday' is neither a span nor a time: write 30m, 2h, 1d"
+    assert message in " ".join(done.stderr.split())
 
 
 def test_no_engine_exits_3_and_says_how_to_start_one(tmp_path):

@@ -133,3 +133,57 @@ def test_plog_folders_are_read_as_the_container_user_or_the_containers_own(
     # The listing and the read run as the same user; a user the image lacks falls back to its own.
     assert execs[-2].startswith(f"{exec_prefix} sh -c ")
     assert execs[-1].startswith(f"{exec_prefix} tail -c ")
+
+
+FAKE_STOPPED_DOCKER = """#!/bin/sh
+# A stopped container: inspect says so, exec is refused, cp streams a tar of the folder asked for.
+echo "$*" >> "$DOCKER_CALLS"
+case "$1" in
+  inspect) echo '[{"State": {"Running": false},
+                   "Config": {"Env": ["ASCEND_PROCESS_LOG_PATH=/logs/cann"]}}]' ;;
+  logs) echo "container log line" ;;
+  exec) echo "Error response from daemon: container is not running"; exit 1 ;;
+  cp)
+    path=${2#*:}
+    if [ -e "$ROOT$path" ]; then tar -C "$ROOT$(dirname "$path")" -cf - "$(basename "$path")"
+    else echo "Error response from daemon: Could not find the file $path in container work" >&2; exit 1; fi ;;
+esac
+"""
+
+
+def test_a_stopped_containers_plogs_are_copied_out_newest_first_and_bounded(tmp_path, capsys, monkeypatch):
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    passwd = "root:x:0:0:root:/root:/bin/bash\nma-user:x:1000:1000::/srv/ma:/bin/sh\n"
+    (root / "etc" / "passwd").write_text(passwd)
+    plog = root / "srv" / "ma" / "ascend" / "log" / "debug" / "plog"
+    plog.mkdir(parents=True)
+    for index in range(3):
+        log = plog / f"plog-{index}.log"
+        log.write_text("x" * 5000 + f"\n[ERROR] HCCL line {index}\n")
+        os.utime(log, (1_700_000_000 + index, 1_700_000_000 + index))
+    (plog / "plog-old.log").write_text("an earlier run\n")
+    os.utime(plog / "plog-old.log", (1_600_000_000, 1_600_000_000))
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "docker").write_text(FAKE_STOPPED_DOCKER)
+    (bin_dir / "docker").chmod(0o755)
+    calls = tmp_path / "calls.txt"
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    monkeypatch.setenv("DOCKER_CALLS", str(calls))
+    monkeypatch.setenv("ROOT", str(root))
+    dest = tmp_path / "evidence.tar.gz"
+    result = run_module(capsys, dest=str(dest), containers=["work"], container_user="ma-user",
+                        container_log_files=2, max_file_bytes=1024, since=1_650_000_000)  # fmt: skip
+    files = archive(dest)
+    names = sorted(name for name in files if "/plog/" in name)
+    # The two newest of the run (not the earlier one), from the home the container's passwd gives.
+    expected = [f"containers/work/plog/srv_ma_ascend_log_debug_plog_plog-{index}.log" for index in (1, 2)]
+    assert names == expected
+    for index, name in zip((1, 2), expected, strict=True):
+        text = files[name]
+        assert text.endswith(f"[ERROR] HCCL line {index}\n") and len(text) <= 1024
+    assert not [line for line in calls.read_text().splitlines() if line.startswith("exec")]
+    # ASCEND_PROCESS_LOG_PATH is missing in this container: said so, the rest still taken.
+    sources = {problem["source"]: problem["reason"] for problem in result["problems"]}
+    assert "Could not find the file /logs/cann" in sources["work:/logs/cann (stopped)"]
