@@ -187,6 +187,8 @@ class Collector:
         self.files, self.problems = [], []
         self.total, self.redacted = 0, 0
         self.docker = module.get_bin_path("docker")
+        # Each running container's UTC offset ("+0800"): its logs' time stamps are in its own zone.
+        self.offsets = {}
 
     def run(self, argv: list[str]) -> tuple[int, bytes, str]:
         try:
@@ -274,6 +276,10 @@ class Collector:
                 out if rc == 0 else why.encode() + out,
             )
             if (details.get("State") or {}).get("Running", True):
+                rc, out, _ = self.run([self.docker, "exec", name, "date", "+%z"])
+                offset = out.decode(errors="replace").strip()
+                if rc == 0 and len(offset) == 5 and offset[0] in "+-" and offset[1:].isdigit():
+                    self.offsets[name] = offset
                 self.container_logs(name)
             else:
                 self.stopped_container_logs(name, details)
@@ -418,6 +424,8 @@ class Collector:
         self.hccn_readings()
         manifest = {
             "collected_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            # For the diagnosis, which puts every node's lines on one clock (UTC).
+            "utc_offsets": {"node": time.strftime("%z"), "containers": self.offsets},
             "files": self.files,
             "problems": self.problems,
             "redacted": self.redacted,

@@ -11,6 +11,7 @@ table llm_launch stops a launch on. Evidence is read from files: an evidence fol
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import re
 from collections.abc import Iterable
@@ -34,7 +35,11 @@ _COMPILED = tuple((signature_regex(entry), entry) for entry in SIGNATURES)
 # glog (torch's C++ "[E324 13:00:25.428029551", month 3, day 24; torch elastic's Python logging
 # "E1202 15:23:57.477000" at a line start), which has no year.
 _CANN_TIME = re.compile(r"(\d{4})-(\d{2})-(\d{2})-(\d{2}):(\d{2}):(\d{2})(?:\.(\d{3})\.(\d{3}))?")
-_ISO_TIME = re.compile(r"(\d{4})-(\d{2})-(\d{2})[ T](\d{2}):(\d{2}):(\d{2})(?:[.,](\d{1,9}))?")
+_ISO_TIME = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[ T](\d{2}):(\d{2}):(\d{2})(?:[.,](\d{1,9}))?(Z|[+-]\d{2}:?\d{2}(?!\d))?"
+)
+# A zone as the collector records it ("+0800") or a stamp carries it ("Z", "+08:00").
+_OFFSET = re.compile(r"([+-])(\d{2}):?(\d{2})")
 _GLOG_TIME = re.compile(r"(?:^|[\[\s])[EWIF](\d{1,2})(\d{2}) (\d{2}):(\d{2}):(\d{2})\.(\d{1,9})")
 
 # Which rank printed a line: torch's "[rank1]:" and "[Rank 1]", CANN's "RankID:1", HCCL's "rank[12]".
@@ -47,22 +52,42 @@ def _micro(fraction: str | None) -> int:
     return int((fraction or "0").ljust(6, "0")[:6])
 
 
-def line_time(line: str, year: int | None = None) -> datetime.datetime | None:
-    """The time stamp a log line starts with or carries, or None. ``year`` completes glog's stamps."""
+def utc_offset(text: str | None) -> datetime.timedelta | None:
+    """``+0800``, ``-05:30`` or ``Z`` as a time difference from UTC; None for anything else."""
+    if text == "Z":
+        return datetime.timedelta(0)
+    match = _OFFSET.fullmatch(text or "")
+    if not match:
+        return None
+    minutes = int(match.group(2)) * 60 + int(match.group(3))
+    return datetime.timedelta(minutes=-minutes if match.group(1) == "-" else minutes)
+
+
+def line_time(
+    line: str, year: int | None = None, offset: datetime.timedelta | None = None
+) -> datetime.datetime | None:
+    """The time stamp a log line starts with or carries, or None. ``year`` completes glog's stamps.
+    A stamp that names its zone is put in UTC; one that does not is taken in ``offset``'s zone (the
+    writer's, where the collector recorded it), or as it is when that is not known."""
     match = _CANN_TIME.search(line)
     if match:
         parts = [int(part) for part in match.groups()[:6]]
         micro = int(match.group(7) or 0) * 1000 + int(match.group(8) or 0)
-        return _safe_datetime(*parts, micro)
+        return _in_utc(_safe_datetime(*parts, micro), offset)
     match = _ISO_TIME.search(line)
     if match:
         parts = [int(part) for part in match.groups()[:6]]
-        return _safe_datetime(*parts, _micro(match.group(7)))
+        own = utc_offset(match.group(8)) if match.group(8) else None
+        return _in_utc(_safe_datetime(*parts, _micro(match.group(7))), own if own is not None else offset)
     match = _GLOG_TIME.search(line)
     if match and year:
         month, day, hour, minute, second = (int(part) for part in match.groups()[:5])
-        return _safe_datetime(year, month, day, hour, minute, second, _micro(match.group(6)))
+        return _in_utc(_safe_datetime(year, month, day, hour, minute, second, _micro(match.group(6))), offset)
     return None
+
+
+def _in_utc(stamp: datetime.datetime | None, offset: datetime.timedelta | None) -> datetime.datetime | None:
+    return stamp - offset if stamp is not None and offset is not None else stamp
 
 
 def _safe_datetime(*parts: int) -> datetime.datetime | None:
@@ -79,7 +104,9 @@ def line_rank(line: str) -> int | None:
     return int(next(group for group in match.groups() if group is not None))
 
 
-def scan_text(text: str, file: str, node: str | None = None) -> list[dict]:
+def scan_text(
+    text: str, file: str, node: str | None = None, offset: datetime.timedelta | None = None
+) -> list[dict]:
     """Every catalogue match in one log: ``{id, cause, fix, source, symptom, node, rank, file, line_no,
     line, time}`` (time an ISO string or None). A line with no time stamp of its own takes the last one
     above it (a traceback under its log line), or the first one of the file when none is above."""
@@ -90,7 +117,7 @@ def scan_text(text: str, file: str, node: str | None = None) -> list[dict]:
         if line.startswith("# "):
             # A note a person or a collector put in the log (the recorded fixtures' source lines).
             continue
-        stamp = line_time(line, year)
+        stamp = line_time(line, year, offset)
         if stamp:
             last_time, year = stamp, stamp.year
             first_time = first_time or stamp
@@ -152,6 +179,30 @@ def evidence_files(paths: Iterable[str | Path]) -> list[tuple[Path, str | None, 
     return found
 
 
+def writer_offset(file: Path, manifests: dict) -> datetime.timedelta | None:
+    """The UTC offset of whoever wrote a file of an evidence folder, from its node's MANIFEST.json: a
+    container's for its own files, the containers' (when they agree) for the launched processes' logs,
+    the node's for the rest. None outside an evidence folder, or where it was not recorded."""
+    node_dir = next((parent for parent in file.parents if parent.parent.name == "nodes"), None)
+    if node_dir is None:
+        return None
+    if node_dir not in manifests:
+        try:
+            manifest = json.loads((node_dir / "MANIFEST.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            manifest = {}
+        manifests[node_dir] = manifest.get("utc_offsets") or {} if isinstance(manifest, dict) else {}
+    offsets = manifests[node_dir]
+    containers = offsets.get("containers") or {}
+    parts = file.relative_to(node_dir).parts
+    value = offsets.get("node")
+    if parts[0] == "containers" and len(parts) > 2:
+        value = containers.get(parts[1], value)
+    elif parts[0] == "logs" and len(set(containers.values())) == 1:
+        value = next(iter(containers.values()))
+    return utc_offset(value) if isinstance(value, str) else None
+
+
 def _is_text(path: Path) -> bool:
     with path.open("rb") as handle:
         return b"\0" not in handle.read(4096)
@@ -183,14 +234,14 @@ def diagnose(paths: Iterable[str | Path]) -> dict:
     """The diagnosis of the logs under ``paths``: every match in time order, the first failure (the
     earliest match that is a cause; the earliest symptom when no cause was found), and the other
     matches as its consequences."""
-    matches = []
+    matches, manifests = [], {}
     files = evidence_files(paths)
     for file, node, name in files:
         # The bundle's own records are not logs (a NOT_COLLECTED.txt quotes the connection's error).
         skipped = ("MANIFEST.json", "NOT_COLLECTED.txt", "inspect.json", "diagnosis.json", "diagnosis.md")
         if not _is_text(file) or name.endswith(skipped):
             continue
-        matches += scan_text(read_tail(file), name, node)
+        matches += scan_text(read_tail(file), name, node, writer_offset(file, manifests))
     for seen, match in enumerate(matches):
         match["_seen"] = seen
     _rank_from_node(matches, files)

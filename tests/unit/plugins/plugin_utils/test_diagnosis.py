@@ -4,6 +4,7 @@ and the first failure named across nodes' evidence (the earliest cause, not the 
 from __future__ import annotations
 
 import datetime
+import json
 from pathlib import Path
 
 import pytest
@@ -34,6 +35,54 @@ PORT_LOG = real_lines("hccl_listen_port_in_use_then_link_timeout.log")
 )  # fmt: skip
 def test_time_stamps_of_cann_hccl_and_python_logs(line, expected):
     assert diagnosis.line_time(line) == expected
+
+
+@pytest.mark.parametrize(
+    ("line", "offset", "expected"),
+    [# A stamp that names its zone is put in UTC, whatever the writer's zone.
+     ("2026-12-02T16:11:58,868409+08:00 veth7159673 (unregistering): left promiscuous mode", None,
+      datetime.datetime(2026, 12, 2, 8, 11, 58, 868409)),
+     ("2026-12-02T16:11:58.868409123Z stdout line", datetime.timedelta(hours=8),
+      datetime.datetime(2026, 12, 2, 16, 11, 58, 868409)),
+     # One that does not is in the writer's zone (CANN's, in a container at +08:00).
+     (PORT_LOG[0], datetime.timedelta(hours=8), datetime.datetime(2025, 7, 22, 19, 47, 57, 70463)),
+     ("[INFO|2024-10-09 10:06:30,123] trainer.py:2134", datetime.timedelta(hours=-5, minutes=-30),
+      datetime.datetime(2024, 10, 9, 15, 36, 30, 123000))],
+)  # fmt: skip
+def test_time_stamps_are_put_on_one_clock(line, offset, expected):
+    assert diagnosis.line_time(line, offset=offset) == expected
+
+
+def test_utc_offsets_as_the_collector_records_them():
+    assert diagnosis.utc_offset("+0800") == datetime.timedelta(hours=8)
+    assert diagnosis.utc_offset("-05:30") == -datetime.timedelta(hours=5, minutes=30)
+    assert diagnosis.utc_offset("Z") == datetime.timedelta(0)
+    assert diagnosis.utc_offset("CST") is None and diagnosis.utc_offset(None) is None
+
+
+def test_nodes_in_different_zones_are_ordered_on_one_clock(tmp_path):
+    """Node a's containers run at +08:00, node b's at UTC: a's line stamped 13:00:01 came two seconds
+    before b's 05:00:03. Read as written, b's would look eight hours earlier."""
+    evidence = tmp_path / "run"
+    port_line = PORT_LOG[0].replace("2025-07-23-03:47:57.070.463", "2026-12-03-13:00:01.000.000")
+    write(evidence / "nodes" / "a" / "logs" / "train-rank0.log", [port_line])
+    hal_line = "2026-12-03 05:00:03,000 ImportError: libascend_hal.so: cannot open shared object file"
+    write(evidence / "nodes" / "b" / "logs" / "train-rank1.log", [hal_line])
+    for node, offset in (("a", "+0800"), ("b", "+0000")):
+        manifest = {"utc_offsets": {"node": "+0000", "containers": {"npufleet-workload": offset}}}
+        (evidence / "nodes" / node / "MANIFEST.json").write_text(json.dumps(manifest))
+    found = diagnosis.diagnose([evidence])
+    assert [(match["node"], match["time"]) for match in found["matches"]] == [
+        ("a", "2026-12-03T05:00:01"), ("b", "2026-12-03T05:00:03")
+    ]  # fmt: skip
+    assert (found["first"]["id"], found["first"]["node"]) == ("hccl_listen_port_in_use", "a")
+    # The node's own files (commands/) keep the node's zone; a container's, the container's.
+    node = evidence / "nodes" / "a"
+    manifests: dict = {}
+    assert diagnosis.writer_offset(node / "commands" / "dmesg-tail.txt", manifests) == datetime.timedelta(0)
+    plog = node / "containers" / "npufleet-workload" / "plog" / "p.log"
+    assert diagnosis.writer_offset(plog, manifests) == datetime.timedelta(hours=8)
+    assert diagnosis.writer_offset(tmp_path / "loose.log", manifests) is None
 
 
 def test_glogs_stamp_has_no_year_and_takes_the_logs():
