@@ -112,18 +112,24 @@ esac
 """
 
 
+def fake_docker(tmp_path, monkeypatch, script: str):
+    """``script`` as the docker on PATH; the file where it records each call."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "docker").write_text(script)
+    (bin_dir / "docker").chmod(0o755)
+    calls = tmp_path / "calls.txt"
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    monkeypatch.setenv("DOCKER_CALLS", str(calls))
+    return calls
+
+
 @pytest.mark.parametrize(("user", "exec_prefix"), [("ma-user", "exec -u ma-user work"), ("", "exec work"),
                                                     ("nobody2", "exec work")])  # fmt: skip
 def test_plog_folders_are_read_as_the_container_user_or_the_containers_own(
     tmp_path, capsys, monkeypatch, user, exec_prefix
 ):
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "docker").write_text(FAKE_DOCKER)
-    (bin_dir / "docker").chmod(0o755)
-    calls = tmp_path / "calls.txt"
-    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
-    monkeypatch.setenv("DOCKER_CALLS", str(calls))
+    calls = fake_docker(tmp_path, monkeypatch, FAKE_DOCKER)
     dest = tmp_path / "evidence.tar.gz"
     run_module(capsys, dest=str(dest), containers=["work"], container_user=user)
     files = archive(dest)
@@ -164,13 +170,7 @@ def test_a_stopped_containers_plogs_are_copied_out_newest_first_and_bounded(tmp_
         os.utime(log, (1_700_000_000 + index, 1_700_000_000 + index))
     (plog / "plog-old.log").write_text("an earlier run\n")
     os.utime(plog / "plog-old.log", (1_600_000_000, 1_600_000_000))
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "docker").write_text(FAKE_STOPPED_DOCKER)
-    (bin_dir / "docker").chmod(0o755)
-    calls = tmp_path / "calls.txt"
-    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
-    monkeypatch.setenv("DOCKER_CALLS", str(calls))
+    calls = fake_docker(tmp_path, monkeypatch, FAKE_STOPPED_DOCKER)
     monkeypatch.setenv("ROOT", str(root))
     dest = tmp_path / "evidence.tar.gz"
     result = run_module(capsys, dest=str(dest), containers=["work"], container_user="ma-user",
