@@ -117,7 +117,8 @@ def test_the_module_on_a_node_refuses_backend_npufleet(tmp_path):
 
 
 def test_the_bench_role_benchmarks_from_the_controller_without_touching_the_node(tmp_path):
-    # The node is an address nothing answers on, over SSH: the npufleet backend must not connect to it.
+    # The node is an address nothing answers on, over SSH: the npufleet backend must not connect to it
+    # (with the node's readings off: they are read on the serving node).
     playbook = tmp_path / "bench.yml"
     playbook.write_text(
         "- name: Bench\n  hosts: all\n  gather_facts: false\n  roles:\n    - role: npufleet.ascend.bench\n"
@@ -125,7 +126,7 @@ def test_the_bench_role_benchmarks_from_the_controller_without_touching_the_node
     variables = {"ansible_connection": "ssh", "ansible_host": "192.0.2.1",
                  "npufleet_report_dir": str(tmp_path), "bench_dest": str(tmp_path / "role"),
                  "bench_model": "synthetic", "bench_rate": [50], "bench_requests": 4,
-                 "bench_output_tokens": 3}  # fmt: skip
+                 "bench_output_tokens": 3, "bench_node_readings": False}  # fmt: skip
     with synthetic_server(ttft_ms=2, itl_ms=1) as port:
         variables["bench_url"] = f"http://127.0.0.1:{port}"
         result = subprocess.run(
