@@ -22,6 +22,8 @@ description:
   - Secrets are replaced by C(<redacted>) before anything is written, in every file. The values
     in O(redact_values), settings whose name says they are secret (C(HF_TOKEN=...),
     a C(password) key in JSON), bearer headers, Docker auth strings and C(hf_...) tokens.
+  - Its action, on the controller, adds every value the vault gave the host (a vault-encrypted vars
+    file's, an inline vault string's) to O(redact_values), whatever the variable is called.
   - A source that cannot be read (a container that is gone, a command that fails) is recorded
     in the manifest with the reason; the rest is still gathered.
 version_added: "0.1.0"
