@@ -2,10 +2,12 @@
 # Apache License 2.0
 """The action of npufleet.ascend.evidence_collect: before the module runs on the node, every value the
 vault gave this host (inline !vault strings, and every value of a vault-encrypted vars file) joins the
-values to redact, so no secret from the vault reaches the bundle, whatever the variable is called."""
+values to redact, so no secret from the vault reaches the bundle, whatever the variable is called; and
+the controller's clock goes with the task, for the node to read "since" on its own clock."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 
 from ansible.parsing.vault import EncryptedString, VaultHelper
@@ -73,6 +75,8 @@ class ActionModule(ActionBase):
         args["redact_values"] = list(given) + [
             value for value in vaulted_values(task_vars or {}) if value not in given
         ]
+        # For the node to put "since" (the controller's time) on its own clock.
+        args["controller_time"] = time.time()
         result.update(
             self._execute_module(
                 module_name="npufleet.ascend.evidence_collect", module_args=args, task_vars=task_vars

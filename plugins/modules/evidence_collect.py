@@ -45,6 +45,13 @@ options:
         the epoch), an earlier run's logs in the same folder. C(0) takes them all.
     type: float
     default: 0
+  controller_time:
+    description:
+      - The controller's clock when the task was sent (the module's action sets it). O(since) is the
+        controller's time; with this, it is moved onto the node's clock, so a node whose clock is
+        ahead or behind takes the same logs.
+    type: float
+    default: 0
   containers:
     description: Docker containers whose logs, inspect output and plog folders to take.
     type: list
@@ -462,6 +469,7 @@ def main() -> None:
             "dest": {"type": "path", "required": True},
             "host_files": {"type": "list", "elements": "str", "default": []},
             "since": {"type": "float", "default": 0},
+            "controller_time": {"type": "float", "default": 0},
             "containers": {"type": "list", "elements": "str", "default": []},
             "container_log_dirs": {
                 "type": "list",
@@ -485,6 +493,9 @@ def main() -> None:
             module.fail_json(
                 msg=f"{option} must be 1 or more, got {module.params[option]}: fix the {option} option"
             )
+    if module.params["since"] and module.params["controller_time"]:
+        # The node's clock less the controller's (plus the task's way here, a second or so at most).
+        module.params["since"] += time.time() - module.params["controller_time"]
     module.exit_json(**Collector(module).write())
 
 

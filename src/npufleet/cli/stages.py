@@ -90,8 +90,9 @@ def collect_evidence(
         result = run_playbook(
             "collect.yml",
             inventory,
-            # Only this run's logs: written since it started (less 30 s, for node clocks a little apart).
-            extravars=extravars | {"evidence_stage": stage, "evidence_since": since - 30},
+            # Only this run's logs: written since it started (the node reads it on its own clock; less
+            # 5 s for the time a task takes to reach it).
+            extravars=extravars | {"evidence_stage": stage, "evidence_since": since - 5},
             limit=limit,
             vault_password=password,
         )

@@ -7,6 +7,7 @@ import json
 import os
 import sys
 import tarfile
+import time
 
 import pytest
 from ansible.module_utils.testing import patch_module_args
@@ -76,6 +77,19 @@ def test_older_logs_stay_out_and_bad_limits_are_refused(tmp_path, capsys):
     refused = run_module(capsys, dest=str(tmp_path / "f.tar.gz"), max_file_bytes=0)
     assert refused["failed"] and "max_file_bytes must be 1 or more, got 0" in refused["msg"]
     assert not (tmp_path / "f.tar.gz").exists()
+
+
+def test_since_is_read_on_the_nodes_clock(tmp_path, capsys):
+    """The controller's clock is an hour behind this node's: a log written 10 minutes ago by the node's
+    clock is from before a run that started 5 minutes ago by the controller's."""
+    now = time.time()
+    (tmp_path / "earlier.log").write_text("an earlier run\n")
+    os.utime(tmp_path / "earlier.log", (now - 600, now - 600))
+    (tmp_path / "this.log").write_text("this run\n")
+    behind = now - 3600
+    result = run_module(capsys, dest=str(tmp_path / "e.tar.gz"), host_files=[str(tmp_path / "*.log")],
+                        since=behind - 300, controller_time=behind)  # fmt: skip
+    assert [entry["name"] for entry in result["files"]] == ["logs/this.log"]
 
 
 def test_hccn_tool_readings_run_as_argv_per_npu(tmp_path, capsys):
