@@ -41,6 +41,10 @@ _ISO_TIME = re.compile(
 # A zone as the collector records it ("+0800") or a stamp carries it ("Z", "+08:00").
 _OFFSET = re.compile(r"([+-])(\d{2}):?(\d{2})")
 _GLOG_TIME = re.compile(r"(?:^|[\[\s])[EWIF](\d{1,2})(\d{2}) (\d{2}):(\d{2}):(\d{2})\.(\d{1,9})")
+# vLLM's logger: "(APIServer pid=156) INFO 12-03 06:12:04 [api_utils.py:347]", no year either.
+_VLLM_TIME = re.compile(
+    r"\b(?:DEBUG|INFO|WARNING|ERROR|CRITICAL) (\d{2})-(\d{2}) (\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,6}))? \["
+)
 
 # Which rank printed a line: torch's "[rank1]:" and "[Rank 1]", CANN's "RankID:1", HCCL's "rank[12]".
 _LINE_RANK = re.compile(r"\[rank(\d+)\]|\[Rank (\d+)\]|RankID:(\d+)|\brank\[(\d+)\]")
@@ -79,7 +83,7 @@ def line_time(
         parts = [int(part) for part in match.groups()[:6]]
         own = utc_offset(match.group(8)) if match.group(8) else None
         return _in_utc(_safe_datetime(*parts, _micro(match.group(7))), own if own is not None else offset)
-    match = _GLOG_TIME.search(line)
+    match = _GLOG_TIME.search(line) or _VLLM_TIME.search(line)
     if match and year:
         month, day, hour, minute, second = (int(part) for part in match.groups()[:5])
         return _in_utc(_safe_datetime(year, month, day, hour, minute, second, _micro(match.group(6))), offset)
@@ -105,14 +109,19 @@ def line_rank(line: str) -> int | None:
 
 
 def scan_text(
-    text: str, file: str, node: str | None = None, offset: datetime.timedelta | None = None
+    text: str,
+    file: str,
+    node: str | None = None,
+    offset: datetime.timedelta | None = None,
+    year: int | None = None,
 ) -> list[dict]:
     """Every catalogue match in one log: ``{id, cause, fix, source, symptom, node, rank, file, line_no,
     line, time}`` (time an ISO string or None). A line with no time stamp of its own takes the last one
     above it (a traceback under its log line), or the first one of the file when none is above."""
     file_rank = _FILE_RANK.search(os.path.basename(file))
     matches, counts = [], {}
-    first_time, last_time, year = None, None, None
+    # The year for stamps without one (glog's, vLLM's), until a stamp with a year says otherwise.
+    first_time, last_time = None, None
     for number, line in enumerate(text.splitlines(), 1):
         if line.startswith("# "):
             # A note a person or a collector put in the log (the recorded fixtures' source lines).
@@ -241,7 +250,9 @@ def diagnose(paths: Iterable[str | Path]) -> dict:
         skipped = ("MANIFEST.json", "NOT_COLLECTED.txt", "inspect.json", "diagnosis.json", "diagnosis.md")
         if not _is_text(file) or name.endswith(skipped):
             continue
-        matches += scan_text(read_tail(file), name, node, writer_offset(file, manifests))
+        # A collected file's time is when it was collected: its year completes stamps that have none.
+        year = datetime.datetime.fromtimestamp(file.stat().st_mtime, tz=datetime.UTC).year if node else None
+        matches += scan_text(read_tail(file), name, node, writer_offset(file, manifests), year)
     for seen, match in enumerate(matches):
         match["_seen"] = seen
     _rank_from_node(matches, files)

@@ -53,6 +53,13 @@ def test_time_stamps_are_put_on_one_clock(line, offset, expected):
     assert diagnosis.line_time(line, offset=offset) == expected
 
 
+def test_vllms_stamp_takes_the_year_it_is_given():
+    # Recorded in the lab: vLLM's CPU build failing on a taken port.
+    line = "(APIServer pid=156) INFO 12-03 06:12:04 [api_utils.py:347] "
+    assert diagnosis.line_time(line) is None
+    assert diagnosis.line_time(line, 2026) == datetime.datetime(2026, 12, 3, 6, 12, 4)
+
+
 def test_utc_offsets_as_the_collector_records_them():
     assert diagnosis.utc_offset("+0800") == datetime.timedelta(hours=8)
     assert diagnosis.utc_offset("-05:30") == -datetime.timedelta(hours=5, minutes=30)
