@@ -10,16 +10,31 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 
-from ansible.parsing.vault import EncryptedString, VaultHelper
 from ansible.plugins.action import ActionBase
 
-try:  # ansible-core 2.19 and later: where each value was read from.
+try:  # ansible-core 2.19 and later
+    from ansible.parsing.vault import EncryptedString, VaultHelper
+except ImportError:  # pragma: no cover - older cores: their inline vault type below
+    EncryptedString = VaultHelper = None
+try:  # where each value was read from (2.19 and later): the values of a vault-encrypted file
     from ansible._internal._datatag._tags import Origin
-except ImportError:  # pragma: no cover - older cores: inline vault values only
+except ImportError:  # pragma: no cover
     Origin = None
+if EncryptedString is None:  # pragma: no cover - ansible-core 2.17 and 2.18
+    from ansible.parsing.yaml.objects import AnsibleVaultEncryptedUnicode as EncryptedString
 
 # Variables that hold other hosts' or Ansible's own values, not this host's settings.
 _NOT_SETTINGS = {"hostvars", "vars", "groups", "group_names", "ansible_facts", "omit", "playbook_dir"}
+# How Ansible reaches the host, often kept in a vault file beside the secrets: "root" or a host name
+# redacted everywhere would spoil the evidence (and Ansible's own masking of the module's result). The
+# connection's passwords are secrets, and are kept.
+_CONNECTION_PREFIX = "ansible_"
+_CONNECTION_SECRETS = {
+    "ansible_password",
+    "ansible_ssh_pass",
+    "ansible_become_password",
+    "ansible_become_pass",
+}
 # A value this short would redact common words in the logs.
 _SHORTEST = 4
 _VAULT_HEADER = b"$ANSIBLE_VAULT;"
@@ -35,36 +50,48 @@ def _is_vault_file(path: str, seen: dict) -> bool:
     return seen[path]
 
 
+def _from_vault(value: object, vault_files: dict) -> bool:
+    inline = VaultHelper is not None and isinstance(value, str)
+    if inline and VaultHelper.get_ciphertext(value, with_tags=False):
+        return True
+    origin = Origin.get_tag(value) if Origin else None
+    return bool(origin and origin.path and _is_vault_file(origin.path, vault_files))
+
+
+def _is_scalar(value: object) -> bool:
+    return isinstance(value, (str, int, float)) and not isinstance(value, bool)
+
+
 def vaulted_values(task_vars: Mapping) -> list[str]:
-    """Every string among the host's variables that came from the vault, longest first."""
-    found, vault_files = set(), {}
-    pending = [value for name, value in task_vars.items() if name not in _NOT_SETTINGS]
-    # Bounded: a variable that holds itself must not loop.
-    for _ in range(100_000):
-        if not pending:
-            break
+    """Every string or number among the host's variables that came from the vault, longest first."""
+    found, vault_files, visited = set(), {}, set()
+    pending = [
+        value
+        for name, value in task_vars.items()
+        if name not in _NOT_SETTINGS
+        and (not name.startswith(_CONNECTION_PREFIX) or name in _CONNECTION_SECRETS)
+    ]
+    while pending:
         value = pending.pop()
-        if isinstance(value, Mapping):
-            pending.extend(value.values())
-        elif isinstance(value, (list, tuple)):
-            pending.extend(value)
+        if isinstance(value, (Mapping, list, tuple)):
+            # A mapping or list met again (shared, or holding itself) is not read twice.
+            if id(value) in visited:
+                continue
+            visited.add(id(value))
+            pending.extend(value.values() if isinstance(value, Mapping) else value)
         elif isinstance(value, EncryptedString):
             try:
                 found.add(str(value))
             except Exception:  # a value this run cannot decrypt holds nothing to hide
                 continue
-        elif isinstance(value, str):
-            origin = Origin.get_tag(value) if Origin else None
-            if VaultHelper.get_ciphertext(value, with_tags=False) or (
-                origin and origin.path and _is_vault_file(origin.path, vault_files)
-            ):
-                found.add(str(value))
+        elif _is_scalar(value) and _from_vault(value, vault_files):
+            found.add(str(value))
     return sorted((value for value in found if len(value) >= _SHORTEST), key=len, reverse=True)
 
 
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
-    _supports_check_mode = True
+    _supports_check_mode = False
     _supports_async = False
 
     def run(self, tmp=None, task_vars=None):
@@ -72,9 +99,10 @@ class ActionModule(ActionBase):
         del tmp
         args = dict(self._task.args)
         given = args.get("redact_values") or []
-        args["redact_values"] = list(given) + [
-            value for value in vaulted_values(task_vars or {}) if value not in given
-        ]
+        # One value given as a string is one value, not its letters.
+        given = [given] if isinstance(given, str) else list(given)
+        vaulted = vaulted_values(task_vars or {})
+        args["redact_values"] = given + [value for value in vaulted if value not in given]
         # For the node to put "since" (the controller's time) on its own clock.
         args["controller_time"] = time.time()
         result.update(

@@ -341,7 +341,9 @@ class Collector:
         with docker cp instead, from the same places the listing would look."""
         config = details.get("Config") or {}
         env = dict(item.partition("=")[::2] for item in config.get("Env") or [])
-        home = self.stopped_home(name, self.params["container_user"] or config.get("User") or "root")
+        # "user", "uid", or "user:group" as docker run -u takes it.
+        user = (self.params["container_user"] or config.get("User") or "root").split(":")[0]
+        home = self.stopped_home(name, user)
         folders = [env["ASCEND_PROCESS_LOG_PATH"]] if env.get("ASCEND_PROCESS_LOG_PATH") else []
         for folder in self.params["container_log_dirs"]:
             folders.append(home + folder[1:] if folder.startswith("~/") else folder)
@@ -372,27 +374,37 @@ class Collector:
         process = subprocess.Popen(
             [self.docker, "cp", f"{name}:{folder}", "-"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
         )
-        timer = threading.Timer(params["command_timeout"], process.kill)
+        timed_out = threading.Event()
+
+        def stop() -> None:
+            timed_out.set()
+            process.kill()
+
+        timer = threading.Timer(params["command_timeout"], stop)
         timer.start()
         try:
             with tarfile.open(fileobj=process.stdout, mode="r|") as copied:
                 for member in copied:
                     if not member.isfile() or member.mtime < params["since"]:
                         continue
-                    handle, data = copied.extractfile(member), b""
+                    handle, data = copied.extractfile(member), bytearray()
                     chunk = handle.read(65536)
                     while chunk:
-                        data = (data + chunk)[-(keep + 4096) :]
+                        data += chunk
+                        # Only the tail is kept (a little more than max_file_bytes, cut on a line later).
+                        del data[: max(0, len(data) - keep - 4096)]
                         chunk = handle.read(65536)
                     path = os.path.dirname(folder) + "/" + member.name
-                    newest = sorted([*newest, (member.mtime, path, data)], reverse=True)
+                    newest = sorted([*newest, (member.mtime, path, bytes(data))], reverse=True)
                     newest = newest[: params["container_log_files"]]
         except tarfile.TarError:
-            pass  # nothing came (no such folder): docker's own words say why, below
+            pass  # nothing came (no such folder), or the copy was cut: said below
         finally:
             rest = process.communicate()[1]
             timer.cancel()
-        if process.returncode != 0 and not newest:
+        if timed_out.is_set():
+            self.problem(f"{name}:{folder} (stopped)", f"docker cp cut after {params['command_timeout']} s")
+        elif process.returncode != 0 and not newest:
             reason = rest.decode(errors="replace").strip()[:300] or f"docker cp exited {process.returncode}"
             self.problem(f"{name}:{folder} (stopped)", reason)
         for _, path, data in newest:

@@ -43,7 +43,8 @@ _OFFSET = re.compile(r"([+-])(\d{2}):?(\d{2})")
 _GLOG_TIME = re.compile(r"(?:^|[\[\s])[EWIF](\d{1,2})(\d{2}) (\d{2}):(\d{2}):(\d{2})\.(\d{1,9})")
 # vLLM's logger: "(APIServer pid=156) INFO 12-03 06:12:04 [api_utils.py:347]", no year either.
 _VLLM_TIME = re.compile(
-    r"\b(?:DEBUG|INFO|WARNING|ERROR|CRITICAL) (\d{2})-(\d{2}) (\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,6}))? \["
+    r"\b(?:DEBUG|INFO|WARNING|ERROR|CRITICAL) (\d{2})-(\d{2}) (\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,6}))?"
+    r" \[?[\w.]+:\d+\]"
 )
 
 # Which rank printed a line: torch's "[rank1]:" and "[Rank 1]", CANN's "RankID:1", HCCL's "rank[12]".
@@ -112,8 +113,10 @@ def scan_text(
     text: str,
     file: str,
     node: str | None = None,
+    *,
     offset: datetime.timedelta | None = None,
     year: int | None = None,
+    written: datetime.datetime | None = None,
 ) -> list[dict]:
     """Every catalogue match in one log: ``{id, cause, fix, source, symptom, node, rank, file, line_no,
     line, time}`` (time an ISO string or None). A line with no time stamp of its own takes the last one
@@ -127,6 +130,9 @@ def scan_text(
             # A note a person or a collector put in the log (the recorded fixtures' source lines).
             continue
         stamp = line_time(line, year, offset)
+        if stamp and written and stamp > written + datetime.timedelta(days=1):
+            # A year-less stamp from late December in a file collected in January.
+            stamp = _safe_datetime(stamp.year - 1, *stamp.timetuple()[1:6], stamp.microsecond) or stamp
         if stamp:
             last_time, year = stamp, stamp.year
             first_time = first_time or stamp
@@ -205,10 +211,13 @@ def writer_offset(file: Path, manifests: dict) -> datetime.timedelta | None:
     containers = offsets.get("containers") or {}
     parts = file.relative_to(node_dir).parts
     value = offsets.get("node")
+    # The running containers' zone, where they agree: that of the launched processes' logs, and the
+    # best guess for a stopped container's (one that crashed has no offset of its own recorded).
+    agreed = next(iter(containers.values())) if len(set(containers.values())) == 1 else value
     if parts[0] == "containers" and len(parts) > 2:
-        value = containers.get(parts[1], value)
-    elif parts[0] == "logs" and len(set(containers.values())) == 1:
-        value = next(iter(containers.values()))
+        value = containers.get(parts[1], agreed)
+    elif parts[0] == "logs":
+        value = agreed
     return utc_offset(value) if isinstance(value, str) else None
 
 
@@ -251,8 +260,14 @@ def diagnose(paths: Iterable[str | Path]) -> dict:
         if not _is_text(file) or name.endswith(skipped):
             continue
         # A collected file's time is when it was collected: its year completes stamps that have none.
-        year = datetime.datetime.fromtimestamp(file.stat().st_mtime, tz=datetime.UTC).year if node else None
-        matches += scan_text(read_tail(file), name, node, writer_offset(file, manifests), year)
+        written = (
+            datetime.datetime.fromtimestamp(file.stat().st_mtime, tz=datetime.UTC).replace(tzinfo=None)
+            if node
+            else None
+        )
+        year = written.year if written else None
+        offset = writer_offset(file, manifests)
+        matches += scan_text(read_tail(file), name, node, offset=offset, year=year, written=written)
     for seen, match in enumerate(matches):
         match["_seen"] = seen
     _rank_from_node(matches, files)

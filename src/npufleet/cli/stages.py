@@ -91,8 +91,8 @@ def collect_evidence(
             "collect.yml",
             inventory,
             # Only this run's logs: written since it started (the node reads it on its own clock; less
-            # 5 s for the time a task takes to reach it).
-            extravars=extravars | {"evidence_stage": stage, "evidence_since": since - 5},
+            # 15 s for the time a task takes to reach it, over a bastion too).
+            extravars=extravars | {"evidence_stage": stage, "evidence_since": since - 15},
             limit=limit,
             vault_password=password,
         )
@@ -219,13 +219,17 @@ def since_epoch(text: str, now: float) -> float:
         ) from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
+    if when.timestamp() > now:
+        raise ValueError(
+            f"--since {text!r} is in the future: nothing would be collected; give a time before now"
+        )
     return when.timestamp()
 
 
 def cmd_collect(args: argparse.Namespace) -> int:
     """Every node's evidence now, and the diagnosis of it (printed)."""
     extravars = {"evidence_stage": args.stage}
-    if args.since:
+    if args.since is not None:
         extravars["evidence_since"] = since_epoch(args.since, time.time())
     return run_stage(args.playbook, args, extravars, print_reports=True)
 

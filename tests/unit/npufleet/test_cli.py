@@ -79,6 +79,10 @@ def test_collect_since_takes_a_span_or_a_utc_time():
     assert since_epoch("2026-12-03T05:30:00Z", now) == 1796275800
     assert since_epoch("2026-12-03T05:30:00", now) == 1796275800
     assert since_epoch("2026-12-03T06:30:00+01:00", now) == 1796275800
+    refused = (("2027-06-01T00:00:00Z", "is in the future"), ("", "is neither a span nor a time"))
+    for given, problem in refused:
+        with pytest.raises(ValueError, match=problem):
+            since_epoch(given, now)
 
 
 def test_collect_since_refuses_what_it_cannot_read_before_running_anything():

@@ -31,7 +31,11 @@ def test_every_value_the_vault_gave_is_redacted_from_the_bundle(tmp_path):
     password.write_text("test-only-password\n")
     group_vars = tmp_path / "inventory" / "group_vars" / "all"
     group_vars.mkdir(parents=True)
-    secrets_file = f"hub_credential: {FILE_SECRET}\nnested: {{deep: [{FILE_SECRET}x]}}\n"
+    # A numeric secret too; how Ansible connects (often kept there) is not a secret.
+    secrets_file = (
+        f"hub_credential: {FILE_SECRET}\nnested: {{deep: [{FILE_SECRET}x]}}\npin_code: 73019264\n"
+        "ansible_user: deploy-user\n"
+    )
     (group_vars / "vault.yml").write_text(secrets_file)
     vault("encrypt", str(group_vars / "vault.yml"), password=password)
     inline = vault("encrypt_string", INLINE_SECRET, password=password)
@@ -42,7 +46,7 @@ def test_every_value_the_vault_gave_is_redacted_from_the_bundle(tmp_path):
     )
     log = tmp_path / "rank0.log"
     lines = [f"logged in with {FILE_SECRET}", f"token {INLINE_SECRET}x and {FILE_SECRET}x"]
-    lines.append("not-a-secret-value")
+    lines += ["pin 73019264", "not-a-secret-value as deploy-user", "given-as-one-string"]
     log.write_text("\n".join(lines) + "\n")
     dest = tmp_path / "evidence.tar.gz"
     playbook = tmp_path / "collect.yml"
@@ -50,6 +54,7 @@ def test_every_value_the_vault_gave_is_redacted_from_the_bundle(tmp_path):
         "- name: Collect\n  hosts: all\n  gather_facts: false\n  tasks:\n"
         "    - name: Gather\n      npufleet.ascend.evidence_collect:\n"
         f"        dest: {dest}\n        host_files: ['{log}']\n        commands: []\n"
+        "        redact_values: given-as-one-string\n"
     )
     done = subprocess.run(
         [str(BIN / "ansible-playbook"), "-i", str(tmp_path / "inventory" / "hosts.yml"), str(playbook),
@@ -61,10 +66,19 @@ def test_every_value_the_vault_gave_is_redacted_from_the_bundle(tmp_path):
     with tarfile.open(dest) as bundle:
         text = bundle.extractfile("logs/rank0.log").read().decode()
     assert FILE_SECRET not in text and INLINE_SECRET not in text
-    assert text.count("<redacted>") == 3
-    assert "not-a-secret-value" in text  # a value from a plain vars file stays
+    assert "73019264" not in text and "given-as-one-string" not in text
+    assert text.count("<redacted>") == 5
+    # A value from a plain vars file stays, and so does the connection's user (and every letter).
+    assert "not-a-secret-value as deploy-user" in text
     assert FILE_SECRET not in done.stdout + done.stderr and INLINE_SECRET not in done.stdout + done.stderr
 
 
 def test_values_from_plain_variables_are_not_taken_and_short_ones_never():
     assert vaulted_values({"plain": "some-value", "listed": ["a", {"b": "c"}], "hostvars": {"x": "y"}}) == []
+
+
+def test_a_variable_met_twice_or_holding_itself_is_read_once():
+    looped: dict = {"name": "x"}
+    looped["self"] = looped
+    big = [str(number) for number in range(200_000)]
+    assert vaulted_values({"looped": looped, "big": big, "again": big}) == []

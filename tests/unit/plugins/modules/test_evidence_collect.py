@@ -187,7 +187,8 @@ def test_a_stopped_containers_plogs_are_copied_out_newest_first_and_bounded(tmp_
     calls = fake_docker(tmp_path, monkeypatch, FAKE_STOPPED_DOCKER)
     monkeypatch.setenv("ROOT", str(root))
     dest = tmp_path / "evidence.tar.gz"
-    result = run_module(capsys, dest=str(dest), containers=["work"], container_user="ma-user",
+    # The user as docker run -u takes it, uid:gid: its home is the passwd's.
+    result = run_module(capsys, dest=str(dest), containers=["work"], container_user="1000:1000",
                         container_log_files=2, max_file_bytes=1024, since=1_650_000_000)  # fmt: skip
     files = archive(dest)
     names = sorted(name for name in files if "/plog/" in name)

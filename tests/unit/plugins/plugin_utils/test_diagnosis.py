@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -90,6 +91,24 @@ def test_nodes_in_different_zones_are_ordered_on_one_clock(tmp_path):
     plog = node / "containers" / "npufleet-workload" / "plog" / "p.log"
     assert diagnosis.writer_offset(plog, manifests) == datetime.timedelta(hours=8)
     assert diagnosis.writer_offset(tmp_path / "loose.log", manifests) is None
+    # A stopped container has no offset recorded: the running ones' zone, where they agree, is taken.
+    stopped = node / "containers" / "crashed" / "plog" / "p.log"
+    assert diagnosis.writer_offset(stopped, manifests) == datetime.timedelta(hours=8)
+
+
+def test_a_year_less_stamp_from_december_in_a_file_collected_in_january(tmp_path):
+    log = tmp_path / "nodes" / "n1" / "logs" / "serve-api.log"
+    line = "(APIServer pid=9) ERROR 12-31 23:59:58 [api.py:1] OSError: [Errno 98] Address already in use"
+    write(log, [line])
+    january = datetime.datetime(2027, 1, 1, 0, 5, tzinfo=datetime.UTC).timestamp()
+    os.utime(log, (january, january))
+    (match,) = diagnosis.diagnose([tmp_path])["matches"]
+    assert match["time"] == "2026-12-31T23:59:58"
+
+
+def test_vllms_older_stamp_without_brackets():
+    line = "INFO 01-15 10:00:00 api_server.py:123] vLLM API server version 0.6.0"
+    assert diagnosis.line_time(line, 2025) == datetime.datetime(2025, 1, 15, 10, 0, 0)
 
 
 def test_glogs_stamp_has_no_year_and_takes_the_logs():
