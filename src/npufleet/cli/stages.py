@@ -90,9 +90,11 @@ def collect_evidence(
         result = run_playbook(
             "collect.yml",
             inventory,
-            # Only this run's logs: written since it started (the node reads it on its own clock; less
-            # 15 s for the time a task takes to reach it, over a bastion too).
-            extravars=extravars | {"evidence_stage": stage, "evidence_since": since - 15},
+            # Only this run's logs: written since it started, read on each node's own clock. The clock's
+            # correction counts the task's travel as skew, which moves the start later; 5 s takes that
+            # back. Erring late is safe: a stage launches its processes well after it starts, while
+            # erring early takes the logs of a stage that failed just before this one.
+            extravars=extravars | {"evidence_stage": stage, "evidence_since": since - 5},
             limit=limit,
             vault_password=password,
         )
