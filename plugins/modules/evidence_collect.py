@@ -166,7 +166,6 @@ import glob
 import io
 import json
 import os
-import re
 import shlex
 import subprocess
 import tarfile
@@ -179,8 +178,6 @@ from ansible_collections.npufleet.ascend.plugins.module_utils.evidence import (
     redact_inspect,
     tail_bytes,
 )
-
-_UTC_OFFSET = re.compile(r"[+-]\d{4}")
 
 
 def _mtime(path: str) -> float:
@@ -288,15 +285,18 @@ class Collector:
                 out if rc == 0 else why.encode() + out,
             )
             if (details.get("State") or {}).get("Running", True):
+                rc, out, _ = self.run([self.docker, "exec", name, "date", "+%z"])
+                offset = out.decode(errors="replace").strip()
+                if rc == 0 and len(offset) == 5 and offset[0] in "+-" and offset[1:].isdigit():
+                    self.offsets[name] = offset
                 self.container_logs(name)
             else:
                 self.stopped_container_logs(name, details)
 
-    # Prints the container's UTC offset ("+0800"), then lists the newest files of each folder
-    # (arguments; a leading ~ is the container user's home), ASCEND_PROCESS_LOG_PATH first where the
-    # container sets it.
+    # Lists the newest files of each folder (arguments; a leading ~ is the container user's home),
+    # ASCEND_PROCESS_LOG_PATH first where the container sets it.
     _LIST_LOGS = (
-        "count=$1; since=$2; shift 2; date +%z; "
+        "count=$1; since=$2; shift 2; "
         'for d in ${ASCEND_PROCESS_LOG_PATH:+"$ASCEND_PROCESS_LOG_PATH"} "$@"; do '
         'case $d in "~/"*) d="$HOME/${d#??}";; esac; '
         '[ -d "$d" ] && find "$d" -type f -printf "%T@ %p\\n" 2>/dev/null | awk -v s="$since" \'$1 >= s\' '
@@ -325,12 +325,7 @@ class Collector:
             reason = why or out.decode(errors="replace")[:300]
             self.problem(f"{name}: plog folders", reason)
             return
-        lines = out.decode(errors="replace").splitlines()
-        # The container's zone, for the diagnosis: its logs' time stamps are in it.
-        offset = next((line for line in lines if _UTC_OFFSET.fullmatch(line)), None)
-        if offset:
-            self.offsets[name] = offset
-        for path in [line for line in lines if line.startswith("/")]:
+        for path in [line for line in out.decode(errors="replace").splitlines() if line.startswith("/")]:
             rc, data, why = self.run(
                 [self.docker, "exec", *as_user, name, "tail", "-c", str(self.params["max_file_bytes"]), path]
             )
