@@ -100,7 +100,7 @@ def test_cli_check_exits_1_with_one_line_naming_the_node(clean_faults):
 
 
 def test_cli_json_reports_per_host_results(lab_inventory):
-    done = run_cli("--json", "up", "--inventory", str(lab_inventory))
+    done = run_cli("--json", "check", "--inventory", str(lab_inventory))
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert report["status"] == "successful"

@@ -57,12 +57,18 @@ def train(inventory: Path, reports: Path, limit: str | None = None, **extravars)
     )
 
 
+# Fewer epochs than the lab's 12 (make demo's loss curve): enough steps for the report's window and
+# verdict, in a third of the time. The later tests that serve this adapter ask for the same run.
+SFT_ONE = {"train_name": "sft-one", "train_epochs": 4}
+SFT_TWO = {"train_name": "sft-two", "train_epochs": 6}
+
+
 def read_report(reports: Path, name: str) -> dict:
     return json.loads((reports / name / "report.json").read_text())
 
 
 def test_sft_lora_on_one_node(train_lab, reports):
-    result = train(train_lab, reports, limit=NODES[0], train_name="sft-one", train_force=True)
+    result = train(train_lab, reports, limit=NODES[0], train_force=True, **SFT_ONE)
     assert result.succeeded, result.first_failure()
     code, listing = node_exec(NODES[0], "ls /home/ma-user/ws/output/sft-one")
     assert code == 0
@@ -89,7 +95,7 @@ def test_sft_lora_on_one_node(train_lab, reports):
 
 
 def test_sft_lora_on_two_nodes_then_nothing_to_do(train_lab, reports):
-    result = train(train_lab, reports, train_name="sft-two", train_force=True)
+    result = train(train_lab, reports, train_force=True, **SFT_TWO)
     assert result.succeeded, result.first_failure()
     inventory = yaml.safe_load(train_lab.read_text())["all"]["children"]["npu_nodes"]["hosts"]
     addresses = {name: inventory[name]["npufleet_node_address"] for name in NODES}
@@ -128,7 +134,7 @@ def test_sft_lora_on_two_nodes_then_nothing_to_do(train_lab, reports):
     assert throughput["llamafactory_tokens_per_second_per_card"] > 0
     print("2-node tokens/s per card: report", throughput["tokens_per_second_per_card"],
           "LLaMA-Factory", throughput["llamafactory_tokens_per_second_per_card"])  # fmt: skip
-    again = train(train_lab, reports, train_name="sft-two")
+    again = train(train_lab, reports, **SFT_TWO)
     assert again.succeeded, again.first_failure()
     assert {name: again.hosts[name].changed for name in NODES} == {name: 0 for name in NODES}, {
         name: again.hosts[name].changed_tasks for name in NODES
@@ -300,7 +306,7 @@ def serve(inventory: Path, **extravars):
 
 
 def test_serve_the_trained_adapter_pass_the_gates_and_benchmark_it(train_lab, reports, tmp_path):
-    trained = train(train_lab, reports, limit=NODES[0], train_name="sft-one")  # skipped when done
+    trained = train(train_lab, reports, limit=NODES[0], **SFT_ONE)  # skipped when done
     assert trained.succeeded, trained.first_failure()
     # LLaMA-Factory's API, the lab's second engine (vLLM is its first), in the training container.
     settings = {"serve_name": "lab-api", "serve_port": 8100, "serve_served_model_name": "tiny-sft",
@@ -392,7 +398,7 @@ def vaulted(inventory: Path, folder: Path, values: dict) -> tuple[Path, str]:
 
 
 def test_vllm_serves_the_trained_adapter_behind_an_api_key(train_lab, reports, tmp_path, monkeypatch):
-    trained = train(train_lab, reports, limit=NODES[0], train_name="sft-one")  # skipped when done
+    trained = train(train_lab, reports, limit=NODES[0], **SFT_ONE)  # skipped when done
     assert trained.succeeded, trained.first_failure()
     # The key in a vault, as users keep it (the runner refuses secrets as extra vars).
     inventory, password = vaulted(train_lab, tmp_path / "inventory", {"serve_api_key": SECRET})
@@ -654,15 +660,21 @@ def test_a_killed_rank_is_named_as_the_cause_and_the_survivors_errors_as_consequ
 
 
 @pytest.fixture
-def node2_container(train_lab):
-    """Starts node 2's NPU containers with other settings for a test, and as the lab has them after it."""
+def node2_container(train_lab, request):
+    """Starts node 2's NPU containers with other settings for a test, and as the lab has them after it
+    when a later test needs them so (each start sets every setting: a later user of this fixture does not)."""
 
     def start(**extravars):
         result = run_playbook("container.yml", train_lab, limit=NODES[1], extravars=extravars)
         assert result.succeeded, result.first_failure()
 
     yield start
-    start()
+    items = request.session.items
+    later = items[items.index(request.node) + 1 :]
+    if os.environ.get("NPUFLEET_KEEP_LAB") or any(
+        "train_lab" in item.fixturenames and "node2_container" not in item.fixturenames for item in later
+    ):
+        start()
 
 
 def failed_train(inventory: Path, tmp_path: Path, name: str, *extra: str) -> tuple[str, Path, dict]:
@@ -682,49 +694,6 @@ def failed_train(inventory: Path, tmp_path: Path, name: str, *extra: str) -> tup
 
 def container_defaults() -> dict:
     return yaml.safe_load((Path(__file__).parents[2] / "roles/npu_container/defaults/main.yml").read_text())
-
-
-def test_a_container_without_the_driver_mount_is_diagnosed_on_its_node(train_lab, tmp_path, node2_container):
-    """The lab's training image loads the driver's libascend_hal.so when torch starts, as torch_npu does
-    (files/npufleet_lab_npu.py): a container started without /usr/local/Ascend/driver fails as on a server."""
-    mounts = [
-        mount
-        for mount in container_defaults()["npu_container_driver_mounts"]
-        if mount["dest"] != "/usr/local/Ascend/driver"
-    ]
-    node2_container(npu_container_driver_mounts=mounts, npu_container_verify=False)
-    failure, evidence, found = failed_train(train_lab, tmp_path, "nodriver")
-    assert f"npufleet: diagnosis: driver_not_mounted on {NODES[1]}" in failure
-    assert "fix: start the container with the driver mounts" in failure
-    first = found["first"]
-    assert (first["id"], first["node"]) == ("driver_not_mounted", NODES[1])
-    assert first["file"] == f"nodes/{NODES[1]}/logs/nodriver-rank1.log"
-    assert "libascend_hal.so: cannot open shared object file" in first["line"]
-    # Node 1 has its driver: none of its matches is a cause.
-    assert all(match["symptom"] for match in found["consequences"] if match["node"] == NODES[0])
-    # Beside the readings after the failure, what the gate and npu-smi read before the launch.
-    before = (evidence / "nodes" / NODES[1] / "logs" / "nodriver-before.log").read_text()
-    assert before.startswith(f"== readings on {NODES[1]} before run nodriver started, at 20")
-    assert f"\n{NODES[1]}:\n  NPU  link  health " in before  # the gate's table
-    assert "\n== npu-smi info\n" in before and "910B3" in before and "(exit 0)" in before
-    assert "== hccn_tool -i 0 -link -g\nlink status: UP" in before
-    after = (evidence / "nodes" / NODES[1] / "commands" / "npu-smi-info.txt").read_text()
-    assert "910B3" in after
-
-
-def test_a_too_small_shm_is_diagnosed_on_its_node(train_lab, tmp_path, node2_container):
-    """Data loader workers hand their batches over in /dev/shm: with 64 KiB of it on node 2 (room for
-    the loader's semaphores, not for the batches) they fail."""
-    node2_container(npu_container_shm_size="64k")
-    failure, evidence, found = failed_train(
-        train_lab, tmp_path, "smallshm",
-        "-e", 'train_extra_config={"dataloader_num_workers": 2, "dataloader_prefetch_factor": 4}',
-    )  # fmt: skip
-    assert f"npufleet: diagnosis: shm_too_small on {NODES[1]}" in failure
-    first = found["first"]
-    assert (first["id"], first["node"]) == ("shm_too_small", NODES[1])
-    assert first["file"].startswith(f"nodes/{NODES[1]}/")
-    assert (evidence / "nodes" / NODES[1] / "logs" / "smallshm-before.log").is_file()
 
 
 def test_a_wrong_rank_table_path_is_diagnosed_on_its_node_from_hccls_plog(train_lab, tmp_path):
@@ -801,3 +770,46 @@ def test_a_failed_benchmark_gathers_the_evidence_too(train_lab, tmp_path):
     found = read_diagnosis(evidence)
     assert not [match for match in found["matches"] if "/logs/serve-" in match["file"]], found["matches"]
     assert not list((evidence / "nodes" / NODES[0] / "logs").glob("serve-*"))
+
+
+def test_a_container_without_the_driver_mount_is_diagnosed_on_its_node(train_lab, tmp_path, node2_container):
+    """The lab's training image loads the driver's libascend_hal.so when torch starts, as torch_npu does
+    (files/npufleet_lab_npu.py): a container started without /usr/local/Ascend/driver fails as on a server."""
+    mounts = [
+        mount
+        for mount in container_defaults()["npu_container_driver_mounts"]
+        if mount["dest"] != "/usr/local/Ascend/driver"
+    ]
+    node2_container(npu_container_driver_mounts=mounts, npu_container_verify=False)
+    failure, evidence, found = failed_train(train_lab, tmp_path, "nodriver")
+    assert f"npufleet: diagnosis: driver_not_mounted on {NODES[1]}" in failure
+    assert "fix: start the container with the driver mounts" in failure
+    first = found["first"]
+    assert (first["id"], first["node"]) == ("driver_not_mounted", NODES[1])
+    assert first["file"] == f"nodes/{NODES[1]}/logs/nodriver-rank1.log"
+    assert "libascend_hal.so: cannot open shared object file" in first["line"]
+    # Node 1 has its driver: none of its matches is a cause.
+    assert all(match["symptom"] for match in found["consequences"] if match["node"] == NODES[0])
+    # Beside the readings after the failure, what the gate and npu-smi read before the launch.
+    before = (evidence / "nodes" / NODES[1] / "logs" / "nodriver-before.log").read_text()
+    assert before.startswith(f"== readings on {NODES[1]} before run nodriver started, at 20")
+    assert f"\n{NODES[1]}:\n  NPU  link  health " in before  # the gate's table
+    assert "\n== npu-smi info\n" in before and "910B3" in before and "(exit 0)" in before
+    assert "== hccn_tool -i 0 -link -g\nlink status: UP" in before
+    after = (evidence / "nodes" / NODES[1] / "commands" / "npu-smi-info.txt").read_text()
+    assert "910B3" in after
+
+
+def test_a_too_small_shm_is_diagnosed_on_its_node(train_lab, tmp_path, node2_container):
+    """Data loader workers hand their batches over in /dev/shm: with 64 KiB of it on node 2 (room for
+    the loader's semaphores, not for the batches) they fail."""
+    node2_container(npu_container_shm_size="64k")
+    failure, evidence, found = failed_train(
+        train_lab, tmp_path, "smallshm",
+        "-e", 'train_extra_config={"dataloader_num_workers": 2, "dataloader_prefetch_factor": 4}',
+    )  # fmt: skip
+    assert f"npufleet: diagnosis: shm_too_small on {NODES[1]}" in failure
+    first = found["first"]
+    assert (first["id"], first["node"]) == ("shm_too_small", NODES[1])
+    assert first["file"].startswith(f"nodes/{NODES[1]}/")
+    assert (evidence / "nodes" / NODES[1] / "logs" / "smallshm-before.log").is_file()

@@ -61,6 +61,18 @@ def cmd_lab(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_lab_build(args: argparse.Namespace) -> int:
+    flavours = tuple(args.flavour or lifecycle.FLAVOURS)
+    with console.status(f"building the lab's images ({', '.join(flavours)} nodes, {args.workload} workload)"):
+        tags = lifecycle.build(flavours, with_training=args.workload == "training")
+    if args.json:
+        print_json({"images": tags})
+    else:
+        for tag in tags:
+            console.print(tag)
+    return 0
+
+
 def cmd_fault(args: argparse.Namespace) -> int:
     message = faults.fault(args.lab, args.node, args.kind, args.npu, args.value)
     if args.json:

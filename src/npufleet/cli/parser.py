@@ -72,6 +72,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="training: build the LLaMA-Factory CPU image, a tiny model and datasets, and point the image"
         " and train stages at them (default); base: only the small workload image in the lab registry",
     )
+    build = lab_sub.add_parser(
+        "build",
+        parents=[common],
+        help="build the lab's images ahead of 'lab up', starting nothing",
+        description="Builds the node images of the flavours named, the lab registry's image and the workload"
+        " image it serves, and with --workload training the LLaMA-Factory and vLLM CPU images. Images"
+        " already built are kept.",
+    )
+    build.add_argument(
+        "--flavour",
+        action="append",
+        choices=lifecycle.FLAVOURS,
+        help="a node flavour to build, once per flavour (default: every flavour)",
+    )
+    build.add_argument(
+        "--workload",
+        default="base",
+        choices=("training", "base"),
+        help="base: only the small workload image (default); training: also the training and inference"
+        " images",
+    )
+    build.set_defaults(func=lab_commands.cmd_lab_build)
     lab_sub.add_parser("status", parents=[common], help="list the nodes")
     down = lab_sub.add_parser("down", parents=[common, where], help="remove everything the lab made")
     down.add_argument("--purge", action="store_true", help="also remove the cached node images")

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# `make test` after lint: every test, in the order that keeps the suite within CI's time on 2 cores.
+#   1. the unit tests, alone (some time their own workers);
+#   2. the lab's images, built once (labs started side by side would each build them);
+#   3. the lab tests that do not train, beside the molecule scenarios: different labs on one engine,
+#      whose time goes mostly to starting nodes and running playbooks against them;
+#   4. the training tests, alone: their ranks and servers run on every CPU, and a test that kills a
+#      rank times it.
+# pytest exits 5 when it collects nothing: not a failure of the suite. The slowest tests are listed,
+# so that a slower suite shows where.
+set -uo pipefail
+
+pytest_ok() {
+  pytest -q --durations=15 "$@"
+  local rc=$?
+  [ "$rc" -eq 0 ] || [ "$rc" -eq 5 ]
+}
+
+failed=()
+pytest_ok tests/unit || failed+=("unit tests")
+npufleet lab build --flavour full --flavour bare || failed+=("lab images")
+
+molecule_log=$(mktemp /tmp/npufleet-molecule.XXXXXX)
+molecule test --all >"$molecule_log" 2>&1 &
+molecule_pid=$!
+# An interrupted run stops the scenarios too (molecule then destroys nothing: 'make lab-down' or a
+# re-run cleans up).
+trap 'kill "$molecule_pid" 2>/dev/null; rm -f "$molecule_log"' EXIT
+pytest_ok tests --ignore=tests/unit --ignore=tests/lab/test_train.py || failed+=("lab tests")
+wait "$molecule_pid"
+molecule_rc=$?
+echo "== molecule test --all (ran beside the lab tests): exit code $molecule_rc"
+cat "$molecule_log"
+[ "$molecule_rc" -eq 0 ] || failed+=("molecule scenarios")
+
+pytest_ok tests/lab/test_train.py || failed+=("training lab tests")
+
+if [ "${#failed[@]}" -ne 0 ]; then
+  echo "make test: failed: ${failed[*]}"
+  exit 1
+fi
+echo "make test: every test passed"
