@@ -137,6 +137,7 @@ def run(
     cancel: threading.Event | Callable[[], bool] | None = None,
     timeout: float | None = None,
     artifacts: str | Path | None = None,
+    mitogen: bool = False,
 ) -> RunResult:
     """Run a stage (``STAGES``: site, preflight, node, image, container, train, serve, bench,
     teardown, k8s) on ``inventory``. The options are ``run_playbook``'s; ``timeout`` (seconds) stops
@@ -158,6 +159,7 @@ def run(
         cancel=cancel,
         timeout=timeout,
         artifacts=artifacts,
+        mitogen=mitogen,
     )
 
 
@@ -206,6 +208,7 @@ def run_playbook(
     cancel: threading.Event | Callable[[], bool] | None = None,
     timeout: float | None = None,
     artifacts: str | Path | None = None,
+    mitogen: bool = False,
 ) -> RunResult:
     """Run ``playbooks/<playbook>`` (or a playbook at an absolute path) on ``inventory``, and collect
     what each host did and what the project's modules returned.
@@ -214,7 +217,8 @@ def run_playbook(
     default None, no limit, so a stage runs as long as its roles allow (``train_timeout`` defaults
     to 86,400 s). ``cancel``: a threading.Event or a callable, checked while the run goes; set or
     true, the run stops (status "canceled"). ``artifacts``: the folder for this run's private data
-    dir (default: a new temporary folder); it is kept."""
+    dir (default: a new temporary folder); it is kept. ``mitogen``: run with the strategy
+    mitogen_linear (Mitogen for Ansible), which keeps one interpreter per node for the whole run."""
     inventory = Path(inventory)
     secret_keys = sorted(key for key in extravars or {} if _SECRET_KEY.search(key))
     if secret_keys:
@@ -287,6 +291,7 @@ def run_playbook(
             # ansible-playbook lives beside this interpreter (the project's virtualenv).
             "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
         }
+        | ({"ANSIBLE_STRATEGY": "mitogen_linear"} if mitogen else {})
         | (env or {}),
         event_handler=handle,
         status_handler=(lambda data, **_: on_status(data.get("status", ""))) if on_status else None,

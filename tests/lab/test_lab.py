@@ -23,7 +23,7 @@ def test_nodes_are_up_with_their_own_addresses(lab_inventory):
     assert all(node.status == "running" and node.npus == 8 for node in found)
     assert len({node.address for node in found}) == 2
     inventory = lab_inventory.read_text()
-    assert "community.docker.docker" in inventory and "preflight_npu_count: 8" in inventory
+    assert "ansible_connection: docker" in inventory and "preflight_npu_count: 8" in inventory
 
 
 def test_second_up_uses_the_cached_image_and_keeps_the_nodes(lab_inventory):

@@ -132,6 +132,11 @@ def build_parser() -> argparse.ArgumentParser:
     options.add_argument(
         "--timeout", type=float, help="stop the play after this many seconds (exit 4; default: no limit)"
     )
+    options.add_argument(
+        "--mitogen",
+        action="store_true",
+        help="run through Mitogen for Ansible (strategy mitogen_linear): faster re-runs; see the README",
+    )
     vault = options.add_mutually_exclusive_group()
     vault.add_argument("--vault-password-file", help="file holding the Ansible Vault password")
     vault.add_argument("--ask-vault-pass", action="store_true", help="prompt for the Vault password")

@@ -142,6 +142,7 @@ def run_stage(
                 vault_password=password,
                 timeout=args.timeout,
                 cancel=cancelled,
+                mitogen=args.mitogen,
             )
     finally:
         signal.signal(signal.SIGINT, previous)

@@ -52,7 +52,9 @@ def write_inventory(
         "all": {
             "children": {"npu_nodes": {"hosts": hosts}},
             "vars": {
-                "ansible_connection": "community.docker.docker",
+                # The short name, which ansible-core routes to community.docker.docker: Mitogen
+                # (--mitogen) takes over only the connections it knows by their short names.
+                "ansible_connection": "docker",
                 "ansible_python_interpreter": "/usr/bin/python3",
                 "npufleet_lab": lab,
                 "preflight_npu_count": npus,

@@ -63,7 +63,7 @@ def test_inventory_names_every_node_and_the_lab_settings(tmp_path):
         "lab-node1": {"ansible_host": "lab-node1", "npufleet_node_address": "10.0.0.2"},
         "lab-node2": {"ansible_host": "lab-node2", "npufleet_node_address": "10.0.0.3"},
     }
-    assert data["all"]["vars"]["ansible_connection"] == "community.docker.docker"
+    assert data["all"]["vars"]["ansible_connection"] == "docker"
     assert data["all"]["vars"]["preflight_npu_count"] == 8
 
 
