@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -95,6 +96,35 @@ def test_the_installed_collection_runs_site_again_and_changes_nothing(fresh_lab,
     recap = run.stdout[run.stdout.rindex("PLAY RECAP") :]
     for name in (f"{LAB}-node1", f"{LAB}-node2"):
         assert re.search(rf"{name}\s+: ok=\d+\s+changed=0\s+unreachable=0\s+failed=0", recap), recap
+
+
+def test_a_rerun_through_mitogen_changes_nothing(fresh_lab):
+    """site.yml again with --mitogen's strategy: it must be Mitogen that runs on the node (its
+    interpreter shows in the node's process list as "mitogen:..."), and it must change nothing."""
+    seen = threading.Event()
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set() and not seen.is_set():
+            if "(mitogen:" in node_exec(f"{LAB}-node1", "ps -eo args")[1]:
+                seen.set()
+            time.sleep(0.5)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        result = run_playbook("site.yml", fresh_lab, mitogen=True)
+    finally:
+        done.set()
+        watcher.join()
+    assert result.succeeded, result.first_failure()
+    assert {name: host.changed for name, host in result.hosts.items()} == {
+        f"{LAB}-node1": 0,
+        f"{LAB}-node2": 0,
+    }
+    assert seen.is_set(), (
+        "no mitogen interpreter ran on node 1: the strategy did not take over the connection"
+    )
 
 
 def test_settings_survive_a_reboot(fresh_lab):
