@@ -48,18 +48,24 @@ def children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def site(inventory: Path, mode: str = "tuned") -> dict:
+def site(inventory: Path, mode: str = "tuned", profile: bool = False) -> dict:
+    env = STOCK if mode == "stock" else mitogen_env() if mode == "tuned+mitogen" else {}
+    if profile:
+        env = env | {"ANSIBLE_CALLBACKS_ENABLED": "ansible.posix.profile_roles,ansible.posix.profile_tasks",
+                     "PROFILE_TASKS_TASK_OUTPUT_LIMIT": "25"}  # fmt: skip
     cpu, start = children_cpu(), time.perf_counter()
     result = run_playbook(
         "site.yml",
         inventory,
         extravars={"npufleet_gather_all_facts": True} if mode == "stock" else None,
-        env=STOCK if mode == "stock" else mitogen_env() if mode == "tuned+mitogen" else None,
+        env=env or None,
     )
     seconds = time.perf_counter() - start
     if not result.succeeded:
         raise SystemExit(f"site.yml ({mode}) failed during the benchmark: {result.first_failure()}")
+    stdout = (Path(result.artifact_dir) / "stdout").read_text(encoding="utf-8", errors="replace")
     return {
+        "profile": stdout[stdout.index("ROLES RECAP") :] if profile and "ROLES RECAP" in stdout else None,
         "seconds": seconds,
         "cpu_s": children_cpu() - cpu,
         "changed": sum(host.changed for host in result.hosts.values()),
@@ -130,6 +136,8 @@ def measure(count: int, repeat: int, training: bool) -> dict:
                     f"the no-op re-run ({mode}) on {count} node(s) changed {run['changed']} things"
                 )
             runs[mode].append(run)
+    # One more tuned re-run with Ansible's profile callbacks, not counted in the timings above.
+    profile = site(inventory, "tuned", profile=True)["profile"]
     lifecycle.down(LAB, inventory)
     ping_s = statistics.median(pings)
     row = {
@@ -139,6 +147,7 @@ def measure(count: int, repeat: int, training: bool) -> dict:
         "first_run_cpu_s_per_node": first["cpu_s"] / count,
         "ping_s": ping_s,
         "pings_all_s": pings,
+        "tuned_profile": profile,
     }
     for mode in MODES:
         seconds = statistics.median(run["seconds"] for run in runs[mode])
@@ -183,6 +192,7 @@ def main() -> int:
             f"{row['tuned']['cpu_s_per_node']:.1f}",
             f"{row['tuned+mitogen']['cpu_s_per_node']:.1f}",
         )
+    print(f"profile of the tuned no-op re-run on {rows[-1]['nodes']} node(s):\n{rows[-1]['tuned_profile']}")
     Console(width=160).print(table)
     if len(rows) > 1:
         base = rows[0]
