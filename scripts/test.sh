@@ -6,20 +6,29 @@
 #      whose time goes mostly to starting nodes and running playbooks against them;
 #   4. the training tests, alone: their ranks and servers run on every CPU, and a test that kills a
 #      rank times it.
-# pytest exits 5 when it collects nothing: not a failure of the suite. The slowest tests are listed,
-# so that a slower suite shows where.
+# pytest exits 5 when it collects nothing: not a failure of the suite. The slowest unit tests and
+# every lab test are listed with their times, so that a slower suite shows where.
 set -uo pipefail
 
 pytest_ok() {
-  pytest -q --durations=15 "$@"
+  pytest -q --durations="$durations" "$@"
   local rc=$?
   [ "$rc" -eq 0 ] || [ "$rc" -eq 5 ]
 }
 
-failed=()
-pytest_ok tests/unit || failed+=("unit tests")
-npufleet lab build --flavour full --flavour bare || failed+=("lab images")
+# Each phase's start, in seconds since make test began, so that CI's log shows where its time went.
+phase() { echo "== make test at $SECONDS s: $*"; }
 
+failed=()
+durations=15
+phase "unit tests"
+pytest_ok tests/unit || failed+=("unit tests")
+phase "lab images"
+npufleet lab build --flavour full --flavour bare || failed+=("lab images")
+# Every lab test's time is listed (setup, call and teardown): they are what CI's time goes to.
+durations=0
+
+phase "lab tests beside molecule"
 molecule_log=$(mktemp /tmp/npufleet-molecule.XXXXXX)
 molecule test --all >"$molecule_log" 2>&1 &
 molecule_pid=$!
@@ -29,12 +38,14 @@ trap 'kill "$molecule_pid" 2>/dev/null; rm -f "$molecule_log"' EXIT
 pytest_ok tests --ignore=tests/unit --ignore=tests/lab/test_train.py || failed+=("lab tests")
 wait "$molecule_pid"
 molecule_rc=$?
-echo "== molecule test --all (ran beside the lab tests): exit code $molecule_rc"
+phase "molecule test --all (ran beside the lab tests) ended: exit code $molecule_rc"
 cat "$molecule_log"
 [ "$molecule_rc" -eq 0 ] || failed+=("molecule scenarios")
 
+phase "training lab tests"
 pytest_ok tests/lab/test_train.py || failed+=("training lab tests")
 
+phase "done"
 if [ "${#failed[@]}" -ne 0 ]; then
   echo "make test: failed: ${failed[*]}"
   exit 1
