@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# `make test` after lint: every test, in the order that keeps the suite within CI's time on 2 cores.
-#   1. the unit tests, alone (some time their own workers);
-#   2. the lab's images, built once (labs started side by side would each build them);
+# `make test`: every test, in the order that keeps the suite within CI's time on 2 cores.
+#   1. the lab's images (node images, registry, training and inference images with their archives and
+#      assets) built once, in the background, beside lint and the unit tests, which are mostly one
+#      process each and leave a core to the build;
+#   2. lint, then the unit tests;
 #   3. the lab tests that do not train, beside the molecule scenarios: different labs on one engine,
 #      whose time goes mostly to starting nodes and running playbooks against them;
 #   4. the training tests, alone: their ranks and servers run on every CPU, and a test that kills a
@@ -20,21 +22,36 @@ pytest_ok() {
 phase() { echo "== make test at $SECONDS s: $*"; }
 
 failed=()
+build_log=$(mktemp /tmp/npufleet-lab-build.XXXXXX)
+molecule_log=$(mktemp /tmp/npufleet-molecule.XXXXXX)
+background=()
+# An interrupted run stops what runs in the background too (molecule then destroys nothing:
+# 'make lab-down' or a re-run cleans up).
+trap 'kill "${background[@]}" 2>/dev/null; rm -f "$build_log" "$molecule_log"' EXIT
+
+phase "lab images, in the background"
+npufleet lab build --flavour full --flavour bare --workload training >"$build_log" 2>&1 &
+build_pid=$!
+background+=("$build_pid")
+
+phase "lint"
+make --no-print-directory lint || failed+=("lint")
 durations=15
 phase "unit tests"
 pytest_ok tests/unit || failed+=("unit tests")
-phase "lab images"
-npufleet lab build --flavour full --flavour bare || failed+=("lab images")
+
+wait "$build_pid"
+build_rc=$?
+phase "lab images built: exit code $build_rc"
+cat "$build_log"
+[ "$build_rc" -eq 0 ] || failed+=("lab images")
+
 # Every lab test's time is listed (setup, call and teardown): they are what CI's time goes to.
 durations=0
-
 phase "lab tests beside molecule"
-molecule_log=$(mktemp /tmp/npufleet-molecule.XXXXXX)
 molecule test --all >"$molecule_log" 2>&1 &
 molecule_pid=$!
-# An interrupted run stops the scenarios too (molecule then destroys nothing: 'make lab-down' or a
-# re-run cleans up).
-trap 'kill "$molecule_pid" 2>/dev/null; rm -f "$molecule_log"' EXIT
+background+=("$molecule_pid")
 pytest_ok tests --ignore=tests/unit --ignore=tests/lab/test_train.py || failed+=("lab tests")
 wait "$molecule_pid"
 molecule_rc=$?

@@ -78,7 +78,8 @@ def build(
 ) -> list[str]:
     """Build, without starting anything, the images ``up`` would need for these node ``flavours``:
     the node images, the registry's and the workload image it serves, and with ``with_training`` the
-    training and inference images. An image already built is kept. Their tags, in that order.
+    training and inference images (with their archives and generated assets). An image already built
+    is kept. Their tags, in that order.
 
     Run ahead of labs started side by side (``make test``), it keeps them from building the same image
     twice at once."""
@@ -91,8 +92,17 @@ def build(
         tags.append(node_base_image.build(client, node_base_image.Recipe(flavour="registry"))[0])
         tags.append(registry.build_workload(client))
     if with_training:
-        tags.append(workload_image.build_image(client))
-        tags.append(inference_image.build_image(client))
+        training_tag = workload_image.build_image(client)
+        inference_tag = inference_image.build_image(client)
+        tags += [training_tag, inference_tag]
+        # What up() prepares from them, kept in the lab's cache: the archives nodes load, and the
+        # model and data generated in each image.
+        for tag, generate_assets in (
+            (training_tag, workload_image.assets),
+            (inference_tag, inference_image.assets),
+        ):
+            workload_image.archive(client, tag)
+            generate_assets(client, tag)
     return tags
 
 
