@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """site.yml on fresh lab nodes: the first run and the no-op re-run on 1, 2 and 4 nodes, each re-run
-also as a multiple of `ansible -m ping` on the same nodes, with the controller's CPU seconds per node.
+also as a multiple of `ansible -m ping` on the same nodes, with the controller's CPU seconds per node
+and how busy the whole machine's CPUs were (the nodes share them with the controller).
 
 The no-op re-run is measured three ways, alternating on the same nodes in one run, so that their
 ratios hold on a noisy machine:
@@ -48,12 +49,21 @@ def children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def machine_cpu() -> tuple[int, int]:
+    """Busy and total jiffies of the whole machine (/proc/stat): the lab's nodes share its CPUs with
+    the controller, so a run that keeps them all busy is bound by this machine, not by the nodes."""
+    with open("/proc/stat", encoding="ascii") as stat:
+        fields = [int(value) for value in stat.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle and iowait
+    return sum(fields[:8]) - idle, sum(fields[:8])
+
+
 def site(inventory: Path, mode: str = "tuned", profile: bool = False) -> dict:
     env = STOCK if mode == "stock" else mitogen_env() if mode == "tuned+mitogen" else {}
     if profile:
         env = env | {"ANSIBLE_CALLBACKS_ENABLED": "ansible.posix.profile_roles,ansible.posix.profile_tasks",
                      "PROFILE_TASKS_TASK_OUTPUT_LIMIT": "25"}  # fmt: skip
-    cpu, start = children_cpu(), time.perf_counter()
+    cpu, busy, start = children_cpu(), machine_cpu(), time.perf_counter()
     result = run_playbook(
         "site.yml",
         inventory,
@@ -61,6 +71,7 @@ def site(inventory: Path, mode: str = "tuned", profile: bool = False) -> dict:
         env=env or None,
     )
     seconds = time.perf_counter() - start
+    busy_after = machine_cpu()
     if not result.succeeded:
         raise SystemExit(f"site.yml ({mode}) failed during the benchmark: {result.first_failure()}")
     stdout = (Path(result.artifact_dir) / "stdout").read_text(encoding="utf-8", errors="replace")
@@ -68,6 +79,7 @@ def site(inventory: Path, mode: str = "tuned", profile: bool = False) -> dict:
         "profile": stdout[stdout.index("ROLES RECAP") :] if profile and "ROLES RECAP" in stdout else None,
         "seconds": seconds,
         "cpu_s": children_cpu() - cpu,
+        "machine_busy_pct": 100.0 * (busy_after[0] - busy[0]) / max(1, busy_after[1] - busy[1]),
         "changed": sum(host.changed for host in result.hosts.values()),
         "tasks": sum(host.ok + host.changed + host.skipped for host in result.hosts.values()),
     }
@@ -155,6 +167,7 @@ def measure(count: int, repeat: int, training: bool) -> dict:
             "noop_s": seconds,
             "noop_in_pings": seconds / ping_s,
             "cpu_s_per_node": statistics.median(run["cpu_s"] for run in runs[mode]) / count,
+            "machine_busy_pct": statistics.median(run["machine_busy_pct"] for run in runs[mode]),
             "tasks": runs[mode][0]["tasks"],
             "all_s": [run["seconds"] for run in runs[mode]],
         }
@@ -179,6 +192,7 @@ def main() -> int:
         *(f"no-op {mode} s (pings)" for mode in MODES),
         "CPU s/node tuned",
         "CPU s/node mitogen",
+        "machine busy % tuned",
         title=f"site.yml on bare lab nodes, {machine['host']} ({machine['cpus']} CPUs), "
         f"revision {machine['revision']}",
     )
@@ -191,6 +205,7 @@ def main() -> int:
             *(f"{row[mode]['noop_s']:.1f} ({row[mode]['noop_in_pings']:.0f})" for mode in MODES),
             f"{row['tuned']['cpu_s_per_node']:.1f}",
             f"{row['tuned+mitogen']['cpu_s_per_node']:.1f}",
+            f"{row['tuned']['machine_busy_pct']:.0f}",
         )
     print(f"profile of the tuned no-op re-run on {rows[-1]['nodes']} node(s):\n{rows[-1]['tuned_profile']}")
     Console(width=160).print(table)
