@@ -91,6 +91,40 @@ def registry_host(name: str) -> str:
     return "docker.io"
 
 
+def repository_path(name: str) -> str:
+    """The repository without its registry host (``library/`` added to Docker Hub's short names)."""
+    host = registry_host(name)
+    if name.startswith(host + "/"):
+        return name[len(host) + 1 :]
+    return name if "/" in name else f"library/{name}"
+
+
+# Fan-out by relay: every node pulls from its own loopback, where node_image forwards to the seed's
+# relay. Docker allows plain HTTP to 127.0.0.0/8 without insecure-registries.
+RELAY_HOST = "127.0.0.1"
+
+
+def relay_name(name: str, port: int) -> str:
+    """The name an image has when pulled through the relay on this node's loopback."""
+    return f"{RELAY_HOST}:{port}/{repository_path(name)}"
+
+
+def holds_digest(repo_digests: list[str], name: str, digest: str) -> bool:
+    """Whether an image's RepoDigests show it is ``name@digest``: pulled from the registry, or through
+    a fan-out relay (the same manifest digest, under the relay's loopback name)."""
+    path = repository_path(name)
+    for entry in repo_digests or []:
+        repository, _, found = entry.partition("@")
+        if found != digest:
+            continue
+        if repository == name:
+            return True
+        host, _, rest = repository.partition("/")
+        if host.startswith(RELAY_HOST + ":") and rest == path:
+            return True
+    return False
+
+
 _NAME = re.compile(r"^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-]+[a-z0-9]+)*)*$")
 _TAG = re.compile(r"^[\w][\w.-]{0,127}$")
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")

@@ -10,7 +10,8 @@ short_description: Make a container image present in a node's Docker or containe
 description:
   - Gets one image onto the node it runs on, from a registry (C(docker pull), or
     C(ctr -n k8s.io images pull) on Kubernetes nodes), from an archive on the node
-    (C(docker load), C(ctr images import)), or streamed from a URL (fan-out from another node).
+    (C(docker load), C(ctr images import)), streamed from a URL (fan-out from another node), or
+    pulled through a fan-out relay on another node (O(source=relay)).
   - Does nothing when the wanted image is already there, recognised by digest when O(digest) is
     given, by image id when O(image_id) is given, else by name and tag.
   - Registry credentials never reach a command line, a log or a file that outlives the task.
@@ -55,7 +56,7 @@ options:
   source:
     description: Where the image comes from when it is missing.
     type: str
-    choices: [registry, archive, url]
+    choices: [registry, archive, url, relay]
     default: registry
   path:
     description: With O(source=archive), the archive on the node (a C(docker save) or OCI tarball).
@@ -63,6 +64,19 @@ options:
   url:
     description: With O(source=url), an HTTP URL of an archive, streamed into the engine (no copy on disk).
     type: str
+  relay:
+    description:
+      - With O(source=relay), C(host:port) of the fan-out relay (C(npufleet-image-relay.py) of the image
+        role), which fetches each blob of O(name) from its registry once for every node.
+      - The engine pulls from C(127.0.0.1:port) on this node, forwarded to the relay for the length of the
+        pull, so Docker needs no C(insecure-registries) entry. The port must be free on the loopback.
+      - Pulled by digest, the image keeps that loopback name with the digest (C(docker images --digests)),
+        which is how a later run recognises it.
+    type: str
+  relay_token:
+    description: With O(source=relay), the transfer's token; the relay answers no connection without it.
+    type: str
+    default: ""
   username:
     description: Registry user; with O(password), log in before pulling.
     type: str
@@ -151,7 +165,7 @@ engine_ref:
   type: str
   sample: docker.io/library/busybox:1
 action:
-  description: What was done, C(none), C(pull), C(load) or C(stream).
+  description: What was done, C(none), C(pull), C(load), C(stream) or C(relay).
   returned: always
   type: str
 attempts:
@@ -165,12 +179,16 @@ msg:
   sample: would pull registry.example.com/ai/vllm-ascend:v0.9.1
 """
 
+import contextlib
 import json
 import os
 import pty
+import re
 import shutil
+import socket
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -180,10 +198,12 @@ from ansible_collections.npufleet.ascend.plugins.module_utils.container_image im
     check_reference,
     classify_failure,
     failure_message,
+    holds_digest,
     is_retryable,
     normalize_ref,
     parse_ctr_images,
     registry_host,
+    relay_name,
 )
 
 
@@ -192,6 +212,65 @@ class ImageFailure(Exception):
         super().__init__(detail)
         self.kind = kind
         self.detail = detail
+
+
+class LoopbackRelay:
+    """127.0.0.1:port on this node, forwarded to the seed's relay: each connection opens with the
+    transfer's token, then the engine's bytes go both ways unchanged."""
+
+    def __init__(self, relay: str, port: int, token: str) -> None:
+        host, _, relay_port = relay.rpartition(":")
+        self.target = (host.strip("[]"), int(relay_port))
+        self.preamble = f"NPUFLEET-RELAY {token}\n".encode()
+        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            self.listener.bind(("127.0.0.1", port))
+        except OSError as error:
+            self.listener.close()
+            raise ImageFailure(
+                "other",
+                f"port {port} on the node's loopback is taken ({error}): choose another image_fanout_port",
+            ) from error
+        self.listener.listen(32)
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def accept(self) -> None:
+        while True:
+            try:
+                engine_side, _ = self.listener.accept()
+            except OSError:
+                return  # closed
+            threading.Thread(target=self.connect, args=(engine_side,), daemon=True).start()
+
+    def connect(self, engine_side) -> None:
+        try:
+            relay_side = socket.create_connection(self.target, timeout=30)
+        except OSError:
+            engine_side.close()
+            return
+        relay_side.settimeout(None)
+        relay_side.sendall(self.preamble)
+        threading.Thread(target=pipe, args=(relay_side, engine_side), daemon=True).start()
+        pipe(engine_side, relay_side)
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def pipe(source, sink) -> None:
+    """Copy until the source ends, then end the sink's writing side."""
+    try:
+        while True:
+            data = source.recv(1 << 16)
+            if not data:
+                break
+            sink.sendall(data)
+    except OSError:
+        pass
+    finally:
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
 
 
 class Engine:
@@ -216,6 +295,17 @@ class Engine:
             path = os.path.dirname(path)
         stats = os.statvfs(path)
         return stats.f_bavail * stats.f_frsize / 2**30
+
+    def pull_relay(self, ref: str, relayed: str) -> None:
+        """Pull ``relayed`` (the loopback name) through the seed's relay, then name it ``ref``."""
+        params = self.params
+        port = int(params["relay"].rpartition(":")[2])
+        forward = LoopbackRelay(params["relay"], port, params["relay_token"])
+        try:
+            self.pull_plain(relayed)
+        finally:
+            forward.close()
+        self.retag(relayed, ref)
 
     def stream(self, argv, url: str) -> None:
         """Feed an HTTP download into the engine's stdin, without a copy on disk."""
@@ -258,7 +348,7 @@ class Docker(Engine):
             return None
         if image_id and found["id"] != image_id:
             return None
-        if digest and not image_id and f"{name}@{digest}" not in found["digests"]:
+        if digest and not image_id and not holds_digest(found["digests"], name, digest):
             return None
         return found
 
@@ -288,6 +378,20 @@ class Docker(Engine):
         if source_ref != ref:
             self.run([self.docker, "tag", source_ref, ref])
 
+    def pull_plain(self, relayed: str) -> None:
+        # No login: the relay logged in to the registry; a throw-away config keeps the node's own unread.
+        config = tempfile.mkdtemp(prefix="npufleet-docker-config-")
+        try:
+            self.run([self.docker, "--config", config, "pull", "--quiet", relayed])
+        finally:
+            shutil.rmtree(config, ignore_errors=True)
+
+    def retag(self, relayed: str, ref: str) -> None:
+        self.run([self.docker, "tag", relayed, ref])
+        if "@" not in relayed:
+            # A tag under the loopback name says nothing a later run needs: only the digest does.
+            self.run([self.docker, "image", "rm", relayed])
+
     def load_archive(self, path: str) -> None:
         self.run([self.docker, "load", "--quiet", "--input", path])
 
@@ -295,7 +399,9 @@ class Docker(Engine):
         self.stream([self.docker, "load", "--quiet"], url)
 
     def describe(self, found, name: str):
-        digests = [d.partition("@")[2] for d in found["digests"] if d.startswith(f"{name}@")]
+        digests = [
+            d.partition("@")[2] for d in found["digests"] if holds_digest([d], name, d.partition("@")[2])
+        ]
         return {"image_id": found["id"], "digest": digests[0] if digests else ""}
 
 
@@ -351,6 +457,14 @@ class Containerd(Engine):
             detail = (err or out).decode(errors="replace").strip()
             raise ImageFailure(classify_failure(detail), detail)
 
+    def pull_plain(self, relayed: str) -> None:
+        self.run([*self.ctr, "images", "pull", "--plain-http", normalize_ref(relayed)])
+
+    def retag(self, relayed: str, ref: str) -> None:
+        # containerd keeps the manifest digest on the tag, so the loopback name can go.
+        self.run([*self.ctr, "images", "tag", "--force", normalize_ref(relayed), normalize_ref(ref)])
+        self.run([*self.ctr, "images", "rm", normalize_ref(relayed)])
+
     def load_archive(self, path: str) -> None:
         self.run([*self.ctr, "images", "import", path])
 
@@ -402,8 +516,8 @@ class ImageManager:
         self.params = params = module.params
         self.name, self.tag, self.digest = params["name"], params["tag"], params["digest"]
         self.ref = f"{self.name}:{self.tag}"
-        registry_source = self.digest and params["source"] == "registry"
-        self.source_ref = f"{self.name}@{self.digest}" if registry_source else self.ref
+        by_digest = self.digest and params["source"] in ("registry", "relay")
+        self.source_ref = f"{self.name}@{self.digest}" if by_digest else self.ref
         self.registry = registry_host(self.name)
         engine_ref = normalize_ref(self.ref) if params["engine"] == "containerd" else self.ref
         self.result = {
@@ -418,6 +532,9 @@ class ImageManager:
         problems = check_reference(self.name, self.tag, self.digest)
         if self.params["retries"] < 0 or self.params["backoff"] < 0:
             problems.append("retries and backoff must not be negative")
+        relay = self.params["relay"] or ""
+        if self.params["source"] == "relay" and not re.match(r"^\[?[\w.:-]+\]?:\d{1,5}$", relay):
+            problems.append(f"relay {relay!r} is not host:port")
         if problems:
             self.module.fail_json(msg="; ".join(problems))
 
@@ -442,7 +559,10 @@ class ImageManager:
         if found is not None:
             module.exit_json(**result, **engine.describe(found, self.name))
         result.update(
-            changed=True, action={"registry": "pull", "archive": "load", "url": "stream"}[params["source"]]
+            changed=True,
+            action={"registry": "pull", "archive": "load", "url": "stream", "relay": "relay"}[
+                params["source"]
+            ],
         )
         if module.check_mode:
             module.exit_json(**result, msg=f"would {result['action']} {self.ref}")
@@ -460,12 +580,19 @@ class ImageManager:
             if not os.path.isfile(params["path"]):
                 module.fail_json(msg=f"no image archive at {params['path']} on the node", **result)
             action = lambda: engine.load_archive(params["path"])  # noqa: E731
+        elif params["source"] == "relay":
+            port = int(params["relay"].rpartition(":")[2])
+            relayed = relay_name(self.name, port) + (f"@{self.digest}" if self.digest else f":{self.tag}")
+            action = lambda: engine.pull_relay(self.ref, relayed)  # noqa: E731
         else:
             action = lambda: engine.load_url(params["url"])  # noqa: E731
         result["attempts"] = with_retries(module, action)
 
         found = engine.present(
-            self.ref, self.name, self.digest if params["source"] == "registry" else "", params["image_id"]
+            self.ref,
+            self.name,
+            self.digest if params["source"] in ("registry", "relay") else "",
+            params["image_id"],
         )
         if found is None:
             hint = f"the {params['source']} did not hold {self.ref}"
@@ -484,9 +611,15 @@ def main():
             "image_id": {"type": "str", "default": ""},
             "engine": {"type": "str", "choices": ["docker", "containerd"], "default": "docker"},
             "namespace": {"type": "str", "default": "k8s.io"},
-            "source": {"type": "str", "choices": ["registry", "archive", "url"], "default": "registry"},
+            "source": {
+                "type": "str",
+                "choices": ["registry", "archive", "url", "relay"],
+                "default": "registry",
+            },
             "path": {"type": "path"},
             "url": {"type": "str"},
+            "relay": {"type": "str"},
+            "relay_token": {"type": "str", "default": "", "no_log": True},
             "username": {"type": "str", "default": ""},
             "password": {"type": "str", "default": "", "no_log": True},
             "plain_http": {"type": "bool", "default": False},
@@ -497,6 +630,7 @@ def main():
         required_if=[
             ("source", "archive", ["path"]),
             ("source", "url", ["url"]),
+            ("source", "relay", ["relay"]),
         ],
         required_together=[("username", "password")],
         supports_check_mode=True,

@@ -267,26 +267,39 @@ def test_containerd_pull_into_k8s_io_with_and_without_login(lab_inventory, tmp_p
     assert _nodes_files_with(password) == []
 
 
-def test_fanout_serves_one_copy_from_the_registry(lab_inventory):
+@pytest.mark.parametrize("method", ["relay", "stream"])
+def test_fanout_serves_one_copy_from_the_registry(lab_inventory, method):
+    fanout = {"image_fanout": True, "image_fanout_method": method}
     forget_images()
     since = float(node_exec(registry.registry_name(LAB), "date +%s.%N")[1])
-    result = run_playbook("image.yml", lab_inventory, extravars={"image_fanout": True})
+    result = run_playbook("image.yml", lab_inventory, extravars=fanout)
     assert result.succeeded, result.first_failure()
     ref = workload_ref(lab_inventory)
     ids = {image_id(node, ref) for node in NODES}
     assert len(ids) == 1 and "" not in ids
     time.sleep(1)  # the journal may lag the last response by a moment
-    served = registry.bytes_served(registry.access_log(registry_container(), since))
+    log = registry.access_log(registry_container(), since)
+    served = registry.bytes_served(log)
     size = int(node_exec(NODES[0], f"docker image inspect --format '{{{{.Size}}}}' {ref}")[1])
     # One compressed copy of the layers: far less than the unpacked size, and far from two copies.
     assert 0 < served["blob_bytes"] < size
     single = served["blob_bytes"]
-    # The seed's server is gone and its archive removed.
-    assert node_exec(NODES[0], "systemctl list-units --no-legend 'npufleet-image-fanout-*'")[1] == ""
+    # Each blob was fetched from one node only: the seed.
+    blob_gets = [line for line in log.splitlines() if '"GET /v2/' in line and "/blobs/" in line]
+    assert len({line.split()[0] for line in blob_gets}) == 1
+    if method == "relay":
+        # Every node pulled through its loopback, so each keeps the digest under the relay's name.
+        digest = lab_vars(lab_inventory)["image_digest"]
+        for node in NODES:
+            digests = node_exec(node, f"docker image inspect --format '{{{{json .RepoDigests}}}}' {ref}")[1]
+            assert f'"127.0.0.1:8765/{registry.WORKLOAD_REPOSITORY}@{digest}"' in digests
+    # The seed's server is gone, with its folder (the relay's blobs and login file with it).
+    units = "'npufleet-image-fanout-*' 'npufleet-image-relay-*'"
+    assert node_exec(NODES[0], f"systemctl list-units --all --no-legend {units}")[1] == ""
     assert node_exec(NODES[0], "ls /var/tmp/npufleet-image-fanout 2>&1")[0] != 0
 
     since = float(node_exec(registry.registry_name(LAB), "date +%s.%N")[1])
-    again = run_playbook("image.yml", lab_inventory, extravars={"image_fanout": True})
+    again = run_playbook("image.yml", lab_inventory, extravars=fanout)
     assert again.succeeded and all(again.hosts[node].changed == 0 for node in NODES)
     time.sleep(1)
     assert registry.bytes_served(registry.access_log(registry_container(), since))["blob_bytes"] == 0
@@ -298,6 +311,32 @@ def test_fanout_serves_one_copy_from_the_registry(lab_inventory):
     time.sleep(1)
     every = registry.bytes_served(registry.access_log(registry_container(), since))["blob_bytes"]
     assert every == pytest.approx(2 * single, rel=0.02)
+
+
+def test_fanout_relay_logs_in_without_showing_the_password(lab_inventory, tmp_path):
+    password = "relay-" + secrets.token_hex(12)
+    registry.set_credentials(registry_container(), "fleet", password)
+    found = lab_vars(lab_inventory)
+    forget_images()
+    vars_file, secret = _vault_vars(
+        tmp_path,
+        {
+            "image_name": f"{found['npufleet_lab_registry_auth']}/{registry.WORKLOAD_REPOSITORY}",
+            "image_digest": "",
+            "image_registry_username": "fleet",
+            "image_registry_password": password,
+            "image_fanout": True,
+        },
+    )
+    result, log = _play_verbose(lab_inventory, tmp_path, vars_file, secret)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "changed=" in result.stdout
+    for where, text in (("stdout", result.stdout), ("stderr", result.stderr), ("log", log)):
+        assert password not in text, f"the password appears in the play's {where}"
+    # Not in any file, journal line or unit command line on the nodes; no login file left.
+    assert _nodes_files_with(password) == []
+    ref = f"{found['npufleet_lab_registry_auth']}/{registry.WORKLOAD_REPOSITORY}:{found['image_tag']}"
+    assert all(image_id(node, ref) for node in NODES)
 
 
 def test_fanout_into_containerd(lab_inventory):

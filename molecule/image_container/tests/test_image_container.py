@@ -10,7 +10,8 @@ def test_image_is_in_the_engine(host):
 
 def test_fanout_left_nothing_behind(host):
     assert not host.file("/var/tmp/npufleet-image-fanout").exists
-    assert host.check_output("systemctl list-units --no-legend 'npufleet-image-fanout-*'") == ""
+    units = "'npufleet-image-fanout-*' 'npufleet-image-relay-*'"
+    assert host.check_output(f"systemctl list-units --all --no-legend {units}") == ""
 
 
 def test_container_runs_with_four_npus_and_the_driver(host):

@@ -7,10 +7,13 @@ from ansible_collections.npufleet.ascend.plugins.module_utils.container_image im
     check_reference,
     classify_failure,
     failure_message,
+    holds_digest,
     is_retryable,
     normalize_ref,
     parse_ctr_images,
     registry_host,
+    relay_name,
+    repository_path,
 )
 
 # Messages as docker 20.10.24 and ctr 1.6 printed them in the lab (the first of each kind recorded
@@ -141,3 +144,19 @@ def test_ctr_listing_and_normalized_refs():
     )
     assert normalize_ref("org/x:1") == "docker.io/org/x:1"
     assert parse_ctr_images("") == {}
+
+
+def test_relay_names_and_the_digest_they_keep():
+    name = "npufleet-lab-registry:5000/npufleet/workload"
+    digest = "sha256:" + "4" * 64
+    assert repository_path(name) == "npufleet/workload"
+    assert repository_path("ubuntu") == "library/ubuntu"
+    assert relay_name(name, 8765) == "127.0.0.1:8765/npufleet/workload"
+    # RepoDigests as Docker lists them after a pull from the registry, and after one through the relay.
+    assert holds_digest([f"{name}@{digest}"], name, digest)
+    assert holds_digest([f"127.0.0.1:8765/npufleet/workload@{digest}"], name, digest)
+    assert not holds_digest([f"127.0.0.1:8765/npufleet/workload@sha256:{'5' * 64}"], name, digest)
+    # The same digest under another repository, or another host than the loopback relay, is not it.
+    assert not holds_digest([f"127.0.0.1:8765/other/workload@{digest}"], name, digest)
+    assert not holds_digest([f"elsewhere:5000/npufleet/workload@{digest}"], name, digest)
+    assert not holds_digest([], name, digest)
