@@ -25,13 +25,15 @@ demo: setup
 lab-down:
 	npufleet lab down
 
-# vermin: plugins/modules and plugins/module_utils run on the nodes' Python, 3.8 and later. Annotations are
+# vermin: plugins/modules, plugins/module_utils and the roles' scripts (roles/*/files/*.py) run on the
+# nodes' Python, 3.8 and later. Annotations are
 # not evaluated there: every file imports annotations from __future__ (ruff's FA102 flags one that does not).
 # ansible-lint's settings (profile, excluded paths) are in .ansible-lint.
 lint: setup
 	ruff check .
 	ruff format --check .
-	vermin --target=3.8- --no-tips --violations --no-make-paths-absolute plugins/modules plugins/module_utils
+	vermin --target=3.8- --no-tips --violations --no-make-paths-absolute plugins/modules plugins/module_utils \
+	  roles/*/files/*.py
 	ansible-lint
 
 unit: setup

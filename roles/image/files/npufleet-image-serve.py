@@ -10,6 +10,8 @@ gets an export of its own. A failed export leaves the peers with a truncated arc
 engines refuse. Standard library only.
 """
 
+from __future__ import annotations
+
 import argparse
 import http.server
 import queue
