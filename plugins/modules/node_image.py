@@ -262,7 +262,7 @@ def pipe(source, sink) -> None:
     """Copy until the source ends, then end the sink's writing side."""
     try:
         while True:
-            data = source.recv(1 << 16)
+            data = source.recv(1 << 20)
             if not data:
                 break
             sink.sendall(data)

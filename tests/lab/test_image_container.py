@@ -387,7 +387,7 @@ def test_npu_container_maps_devices_and_is_idempotent(image_on_nodes):
     for path in (
         "/usr/local/Ascend/driver",
         "/usr/local/dcmi",
-        "/usr/local/bin/npu-smi",
+        "/usr/local/sbin/npu-smi",
         "/etc/ascend_install.info",
     ):
         assert mounts[path] == path
@@ -445,6 +445,34 @@ def test_npu_container_guards_refuse_before_starting(image_on_nodes, extravars, 
     assert not result.succeeded
     assert expected in result.first_failure()
     assert all(container_state(name, "second-workload") is None for name in NODES)
+
+
+def test_npu_smi_is_found_where_the_node_has_it(image_on_nodes):
+    """The manual's servers have npu-smi in /usr/local/sbin (so do the lab's nodes); others have it in
+    /usr/local/bin. Either is mounted where the manual and the images expect it; none is refused."""
+    moved = "mv /usr/local/sbin/npu-smi /usr/local/bin/npu-smi"
+    restore = "mv /usr/local/bin/npu-smi /usr/local/sbin/npu-smi"
+    second = {"npu_container_name": "second-workload", "npu_container_npus": [6]}
+    node_exec(NODES[1], moved)
+    try:
+        result = run_playbook("container.yml", image_on_nodes, extravars=second, limit=NODES[1])
+        assert result.succeeded, result.first_failure()
+        started = container_state(NODES[1], "second-workload")
+        mounts = {m["Destination"]: m["Source"] for m in started["Mounts"]}
+        assert mounts["/usr/local/sbin/npu-smi"] == "/usr/local/bin/npu-smi"
+        node_exec(NODES[1], "docker rm -f second-workload")
+        node_exec(NODES[1], "mv /usr/local/bin/npu-smi /tmp/npu-smi")
+        refused = run_playbook("container.yml", image_on_nodes, extravars=second, limit=NODES[1])
+        assert not refused.succeeded
+        assert (
+            "npu-smi is not on the node at /usr/local/sbin/npu-smi or /usr/local/bin/npu-smi"
+            in refused.first_failure()
+        )
+        assert container_state(NODES[1], "second-workload") is None
+    finally:
+        node_exec(NODES[1], f"{restore} 2>/dev/null || mv /tmp/npu-smi /usr/local/sbin/npu-smi")
+        node_exec(NODES[1], "docker rm -f second-workload >/dev/null 2>&1; true")
+    assert node_exec(NODES[1], "test -e /usr/local/sbin/npu-smi")[0] == 0
 
 
 def test_npu_container_refuses_a_device_another_container_holds(image_on_nodes, clean_faults):

@@ -197,28 +197,27 @@ class Blob:
                 # No length from the registry: the engine gets it once the whole blob is here.
                 self.changed.wait_for(lambda: self.done or self.error)
 
-    def chunks(self):
-        """The blob's bytes as they arrive, all but the last until the whole blob matches its digest:
-        a blob that does not is never passed on whole. Raises when the fetch fails."""
+    def ranges(self):
+        """(offset, length) of the blob's bytes as they arrive, all but the last byte until the whole
+        blob matches its digest: a blob that does not is never passed on whole. Raises when the
+        fetch fails."""
         sent = 0
 
         def ready() -> bool:
             return self.done or bool(self.error) or self.written - 1 > sent
 
-        with open(self.path, "rb") as source:
-            while True:
-                with self.changed:
-                    self.changed.wait_for(ready)
-                    if self.error:
-                        raise ConnectionAbortedError(self.error)
-                    finished = self.done
-                    available = self.written if finished else self.written - 1
-                while sent < available:
-                    chunk = source.read(min(CHUNK, available - sent))
-                    sent += len(chunk)
-                    yield chunk
-                if finished:
-                    return
+        while True:
+            with self.changed:
+                self.changed.wait_for(ready)
+                if self.error:
+                    raise ConnectionAbortedError(self.error)
+                finished = self.done
+                available = self.written if finished else self.written - 1
+            if available > sent:
+                yield sent, available - sent
+                sent = available
+            if finished:
+                return
 
 
 class Relay:
@@ -321,8 +320,10 @@ def make_handler(relay: Relay, repository: str):
             if self.command == "HEAD":
                 return
             try:
-                for chunk in blob.chunks():
-                    self.wfile.write(chunk)
+                with open(blob.path, "rb") as source:
+                    for offset, length in blob.ranges():
+                        # The kernel copies from the file to the socket (sendfile), not this process.
+                        self.connection.sendfile(source, offset, length)
             except ConnectionAbortedError as error:
                 # Cut off: the engine sees a short blob and fails, rather than keep bad bytes.
                 self.log_error("blob %s: %s", digest, error)

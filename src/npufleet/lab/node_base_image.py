@@ -97,11 +97,12 @@ def _install_files(rootfs: Path) -> None:
     emulator = lib / "npu_sim.py"
     emulator.write_bytes((FILES / "npu_sim.py").read_bytes())
     emulator.chmod(0o755)
-    for bindir in ("usr/local/sbin", "usr/local/bin"):
-        link = rootfs / bindir / "npu-smi"
-        link.parent.mkdir(parents=True, exist_ok=True)
-        link.unlink(missing_ok=True)
-        link.symlink_to("/usr/local/lib/npufleet-lab/npu_sim.py")
+    # Only where the manual's servers have npu-smi (and its `docker run` mounts it from), so that a role
+    # that looks elsewhere fails in the lab as on a server.
+    link = rootfs / "usr/local/sbin/npu-smi"
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.unlink(missing_ok=True)
+    link.symlink_to("/usr/local/lib/npufleet-lab/npu_sim.py")
     units = rootfs / "etc/systemd/system"
     for unit, target in (
         ("npufleet-npu-sim.service", "multi-user.target"),

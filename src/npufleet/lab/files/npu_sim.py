@@ -3,9 +3,9 @@
 
 Installed as /usr/local/lib/npufleet-lab/npu_sim.py and called under two names:
 
-* ``npu-smi`` (symlinks in /usr/local/sbin and /usr/local/bin): prints what Huawei's npu-smi
-  prints for ``info``, ``info -l``, ``info -t board -i N``, ``info -t usages -i N`` and
-  ``info -m``, in the 910B/A2 layout, from the node's state file.
+* ``npu-smi`` (a symlink at /usr/local/sbin/npu-smi, where the manual's servers have it): prints
+  what Huawei's npu-smi prints for ``info``, ``info -l``, ``info -t board -i N``,
+  ``info -t usages -i N`` and ``info -m``, in the 910B/A2 layout, from the node's state file.
 * ``hccn_tool`` (a symlink at /usr/local/Ascend/driver/tools/hccn_tool, on the node only): prints
   what Huawei's hccn_tool prints for ``-i N`` with ``-link``, ``-net_health``, ``-ip``, ``-tls``,
   ``-lldp``, ``-netdetect``, ``-gateway``, ``-speed``, ``-link_stat`` (``-g``), answers
