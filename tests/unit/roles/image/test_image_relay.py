@@ -24,6 +24,10 @@ GOOD = b"layer bytes " * 50_000
 GOOD_DIGEST = "sha256:" + hashlib.sha256(GOOD).hexdigest()
 # Served under this digest, but its bytes are another blob's: the relay must not pass them on whole.
 BAD_DIGEST = "sha256:" + hashlib.sha256(b"what the manifest promised").hexdigest()
+# Redirected to "object storage" on another path, which refuses a request that carries the registry's
+# login (as S3 and OBS refuse a second authorization beside their signed URL).
+STORED = b"stored elsewhere " * 10_000
+STORED_DIGEST = "sha256:" + hashlib.sha256(STORED).hexdigest()
 MANIFEST_TYPE = "application/vnd.docker.distribution.manifest.v2+json"
 MANIFEST = json.dumps({"schemaVersion": 2, "layers": [{"digest": GOOD_DIGEST}]}).encode()
 
@@ -60,6 +64,13 @@ class RegistryHandler(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         port = self.server.server_address[1]
+        if self.path == "/storage/signed":
+            self.server.requests.append(self.path)
+            if self.headers.get("Authorization"):
+                self.reply(400, b"only one auth mechanism allowed")
+            else:
+                self.reply(200, STORED)
+            return
         if self.path.startswith("/token?"):
             self.server.token_requests.append(self.path)
             # The login the relay was given, as Docker sends it to a token realm.
@@ -82,6 +93,8 @@ class RegistryHandler(http.server.BaseHTTPRequestHandler):
             self.reply(200, GOOD)
         elif self.path == f"/v2/org/app/blobs/{BAD_DIGEST}":
             self.reply(200, GOOD)
+        elif self.path == f"/v2/org/app/blobs/{STORED_DIGEST}":
+            self.reply(307, b"", {"Location": f"http://127.0.0.1:{port}/storage/signed"})
         else:
             self.reply(404, b'{"errors": [{"code": "MANIFEST_UNKNOWN"}]}')
 
@@ -144,6 +157,11 @@ def test_each_blob_is_fetched_once_for_every_engine_and_the_login_file_is_gone(r
     # Logged in once, with the user and password from the removed file.
     assert len(relay["registry"].token_requests) == 1
     assert "scope=repository%3Aorg%2Fapp%3Apull" in relay["registry"].token_requests[0]
+
+
+def test_a_redirected_blob_is_fetched_without_the_registry_login(relay):
+    assert ask(relay["port"], f"/v2/org/app/blobs/{STORED_DIGEST}") == (200, STORED)
+    assert relay["registry"].requests[-1] == "/storage/signed"
 
 
 def test_a_blob_that_does_not_match_its_digest_is_cut_off(relay):
