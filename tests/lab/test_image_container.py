@@ -120,26 +120,37 @@ def _nodes_files_with(text: str) -> list[str]:
     return found
 
 
-def test_login_pull_never_shows_the_password(lab_inventory, tmp_path):
-    password = "pw-" + secrets.token_hex(12)
-    registry.set_credentials(registry_container(), "trainer", password)
-    found = lab_vars(lab_inventory)
-    forget_images()
+def _login_play(inventory: Path, tmp_path: Path, user: str, password: str, *extra: str, **image_vars):
+    """image.yml at -vvv from the authenticated registry endpoint, the login in an Ansible Vault file."""
+    found = lab_vars(inventory)
     vars_file, secret = _vault_vars(
         tmp_path,
         {
             "image_name": f"{found['npufleet_lab_registry_auth']}/{registry.WORKLOAD_REPOSITORY}",
             "image_digest": "",
-            "image_registry_username": "trainer",
+            "image_registry_username": user,
             "image_registry_password": password,
-        },
+        }
+        | image_vars,
     )
-    result, log = _play_verbose(lab_inventory, tmp_path, vars_file, secret)
-    assert result.returncode == 0, result.stdout[-3000:]
-    assert "changed=1" in result.stdout
+    return _play_verbose(inventory, tmp_path, vars_file, secret, *extra)
+
+
+def _assert_hidden(password: str, result: subprocess.CompletedProcess, log: str) -> None:
     for where, text in (("stdout", result.stdout), ("stderr", result.stderr), ("log", log)):
         assert password not in text, f"the password appears in the play's {where}"
     assert _nodes_files_with(password) == []
+
+
+def test_login_pull_never_shows_the_password(lab_inventory, tmp_path):
+    password = "pw-" + secrets.token_hex(12)
+    registry.set_credentials(registry_container(), "trainer", password)
+    found = lab_vars(lab_inventory)
+    forget_images()
+    result, log = _login_play(lab_inventory, tmp_path, "trainer", password)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "changed=1" in result.stdout
+    _assert_hidden(password, result, log)
     # Docker kept no login: ~/.docker/config.json has no entry for the registry.
     config = node_exec(NODES[0], "cat /root/.docker/config.json 2>/dev/null")[1]
     assert found["npufleet_lab_registry_auth"] not in config
@@ -147,20 +158,10 @@ def test_login_pull_never_shows_the_password(lab_inventory, tmp_path):
     # A wrong password: its own message, and still not shown.
     wrong = "wrong-" + secrets.token_hex(12)
     forget_images(NODES[0])
-    vars_file, secret = _vault_vars(
-        tmp_path,
-        {
-            "image_name": f"{found['npufleet_lab_registry_auth']}/{registry.WORKLOAD_REPOSITORY}",
-            "image_digest": "",
-            "image_registry_username": "trainer",
-            "image_registry_password": wrong,
-        },
-    )
-    result, log = _play_verbose(lab_inventory, tmp_path, vars_file, secret, "--limit", NODES[0])
+    result, log = _login_play(lab_inventory, tmp_path, "trainer", wrong, "--limit", NODES[0])
     assert result.returncode == 2
     assert "the registry refused the login (credentials)" in result.stdout
-    assert wrong not in result.stdout + result.stderr + log
-    assert _nodes_files_with(wrong) == []
+    _assert_hidden(wrong, result, log)
 
 
 def _fails_with(inventory: Path, extravars: dict, expected: str) -> str:
@@ -318,23 +319,11 @@ def test_fanout_relay_logs_in_without_showing_the_password(lab_inventory, tmp_pa
     registry.set_credentials(registry_container(), "fleet", password)
     found = lab_vars(lab_inventory)
     forget_images()
-    vars_file, secret = _vault_vars(
-        tmp_path,
-        {
-            "image_name": f"{found['npufleet_lab_registry_auth']}/{registry.WORKLOAD_REPOSITORY}",
-            "image_digest": "",
-            "image_registry_username": "fleet",
-            "image_registry_password": password,
-            "image_fanout": True,
-        },
-    )
-    result, log = _play_verbose(lab_inventory, tmp_path, vars_file, secret)
+    result, log = _login_play(lab_inventory, tmp_path, "fleet", password, image_fanout=True)
     assert result.returncode == 0, result.stdout[-3000:]
     assert "changed=" in result.stdout
-    for where, text in (("stdout", result.stdout), ("stderr", result.stderr), ("log", log)):
-        assert password not in text, f"the password appears in the play's {where}"
-    # Not in any file, journal line or unit command line on the nodes; no login file left.
-    assert _nodes_files_with(password) == []
+    # Not in the play's output or log, nor in any file or journal line on the nodes; no login file left.
+    _assert_hidden(password, result, log)
     ref = f"{found['npufleet_lab_registry_auth']}/{registry.WORKLOAD_REPOSITORY}:{found['image_tag']}"
     assert all(image_id(node, ref) for node in NODES)
 
