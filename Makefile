@@ -26,8 +26,8 @@ lab-down:
 	npufleet lab down
 
 # vermin: plugins/modules, plugins/module_utils and the roles' scripts (roles/*/files/*.py) run on the
-# nodes' Python, 3.8 and later. Annotations are
-# not evaluated there: every file imports annotations from __future__ (ruff's FA102 flags one that does not).
+# nodes' Python, 3.8 and later. Annotations are not evaluated there: every file imports annotations
+# from __future__ (ruff's FA102 flags one that does not).
 # ansible-lint's settings (profile, excluded paths) are in .ansible-lint.
 lint: setup
 	ruff check .

@@ -352,11 +352,20 @@ class Docker(Engine):
             return None
         return found
 
-    def pull(self, ref: str, source_ref: str, registry: str) -> None:
-        username, password = self.params["username"], self.params["password"]
+    @contextlib.contextmanager
+    def throwaway_config(self):
+        """A client configuration folder for one pull, removed after it: a login made in it is never
+        left in ~/.docker/config.json, and the node's own logins are not read."""
         config = tempfile.mkdtemp(prefix="npufleet-docker-config-")
         try:
             os.chmod(config, 0o700)
+            yield config
+        finally:
+            shutil.rmtree(config, ignore_errors=True)
+
+    def pull(self, ref: str, source_ref: str, registry: str) -> None:
+        username, password = self.params["username"], self.params["password"]
+        with self.throwaway_config() as config:
             if username and password:
                 self.run(
                     [
@@ -372,19 +381,13 @@ class Docker(Engine):
                     data=password,
                 )
             self.run([self.docker, "--config", config, "pull", "--quiet", source_ref])
-        finally:
-            # The login lives only in this folder: nothing is left in ~/.docker/config.json.
-            shutil.rmtree(config, ignore_errors=True)
         if source_ref != ref:
             self.run([self.docker, "tag", source_ref, ref])
 
     def pull_plain(self, relayed: str) -> None:
-        # No login: the relay logged in to the registry; a throw-away config keeps the node's own unread.
-        config = tempfile.mkdtemp(prefix="npufleet-docker-config-")
-        try:
+        # No login: the relay logged in to the registry.
+        with self.throwaway_config() as config:
             self.run([self.docker, "--config", config, "pull", "--quiet", relayed])
-        finally:
-            shutil.rmtree(config, ignore_errors=True)
 
     def retag(self, relayed: str, ref: str) -> None:
         self.run([self.docker, "tag", relayed, ref])
