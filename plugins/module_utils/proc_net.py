@@ -29,8 +29,9 @@ TCP_STATES = {
     0x0C: "NEW_SYN_RECV",
 }
 
-# Docker's container cgroup: /docker/<id> (cgroupfs driver) or docker-<id>.scope (systemd driver).
-_DOCKER_CGROUP = re.compile(r"(?:/docker/|/docker-)([0-9a-f]{64})(?:\.scope)?(?=/|$)")
+# Docker's container cgroup: <parent>/<id> (cgroupfs driver; the parent is /docker unless the container
+# was given one, as npufleet's are) or docker-<id>.scope (systemd driver).
+_DOCKER_CGROUP = re.compile(r"/(?:docker-)?([0-9a-f]{64})(?:\.scope)?(?=/|$)")
 
 
 def _address(hex_address: str) -> str:

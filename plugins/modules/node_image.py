@@ -14,9 +14,10 @@ description:
     pulled through a fan-out relay on another node (O(source=relay)).
   - Does nothing when the wanted image is already there, recognised by digest when O(digest) is
     given, by image id when O(image_id) is given, else by name and tag.
-  - Registry credentials never reach a command line, a log or a file that outlives the task.
-    Docker logs in with C(--password-stdin) into a throw-away client configuration that is removed
-    after the pull; ctr reads the password from a pseudo-terminal, as it would from a person.
+  - Registry credentials never reach a command line, a log or a file on the node. Docker gets them
+    in the X-Registry-Auth header of the pull request on its API socket, so a run killed during the
+    pull leaves no login behind; ctr reads the password from a pseudo-terminal, as it would from a
+    person.
   - Network failures are retried with exponential backoff; bad credentials, an unknown image, a
     registry that speaks plain HTTP and too little disk fail at once, each with its own message.
 version_added: "0.2.0"
@@ -194,6 +195,7 @@ import urllib.error
 import urllib.request
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.npufleet.ascend.plugins.module_utils import docker_api
 from ansible_collections.npufleet.ascend.plugins.module_utils.container_image import (
     check_reference,
     classify_failure,
@@ -354,8 +356,8 @@ class Docker(Engine):
 
     @contextlib.contextmanager
     def throwaway_config(self):
-        """A client configuration folder for one pull, removed after it: a login made in it is never
-        left in ~/.docker/config.json, and the node's own logins are not read."""
+        """An empty client configuration folder for one anonymous pull, removed after it: the node's own
+        logins (~/.docker/config.json) are neither read nor sent."""
         config = tempfile.mkdtemp(prefix="npufleet-docker-config-")
         try:
             os.chmod(config, 0o700)
@@ -365,22 +367,20 @@ class Docker(Engine):
 
     def pull(self, ref: str, source_ref: str, registry: str) -> None:
         username, password = self.params["username"], self.params["password"]
-        with self.throwaway_config() as config:
-            if username and password:
-                self.run(
-                    [
-                        self.docker,
-                        "--config",
-                        config,
-                        "login",
-                        "--username",
-                        username,
-                        "--password-stdin",
-                        registry,
-                    ],
-                    data=password,
+        if username and password:
+            # By the engine's API, the login in a request header: `docker login` would write it in a
+            # config file, left on the node if the run is killed during the pull.
+            try:
+                docker_api.pull(
+                    source_ref,
+                    docker_api.registry_auth_header(username, password, registry),
+                    docker_api.engine_socket(),
                 )
-            self.run([self.docker, "--config", config, "pull", "--quiet", source_ref])
+            except docker_api.EngineError as error:
+                raise ImageFailure(classify_failure(str(error)), str(error)) from error
+        else:
+            with self.throwaway_config() as config:
+                self.run([self.docker, "--config", config, "pull", "--quiet", source_ref])
         if source_ref != ref:
             self.run([self.docker, "tag", source_ref, ref])
 

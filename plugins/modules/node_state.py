@@ -47,10 +47,10 @@ options:
     default: []
   docker_root:
     description:
-      - Whether to read Docker's data root (C(docker info)) and the free space under it
-        (RV(docker_root_free)). Where Docker is not running or not installed, RV(docker_root) is null,
-        RV(docker_error) says why, and the free space is that of C(/var/lib/docker), where an
-        installed Docker keeps its data by default.
+      - Whether to read Docker's data root and cgroup driver (C(docker info)) and the free space under
+        the data root (RV(docker_root_free)). Where Docker is not running or not installed,
+        RV(docker_root) is null, RV(docker_error) says why, and the free space is that of
+        C(/var/lib/docker), where an installed Docker keeps its data by default.
     type: bool
     default: false
   free_space:
@@ -150,6 +150,11 @@ docker_root:
   returned: when O(docker_root) is true
   type: str
   sample: /var/lib/docker
+docker_cgroup_driver:
+  description: Docker's cgroup driver (cgroupfs or systemd), or null when Docker did not answer.
+  returned: when O(docker_root) is true
+  type: str
+  sample: cgroupfs
 docker_root_free:
   description: The free space under Docker's data root, in the form of one RV(free_space) entry.
   returned: when O(docker_root) is true
@@ -264,6 +269,7 @@ def main() -> None:
             if params["docker_root"]:
                 info = docker_json(module.run_command, [docker, "info", "--format", "{{json .}}"])
                 result["docker_root"] = info.get("DockerRootDir")
+                result["docker_cgroup_driver"] = info.get("CgroupDriver")
             if params["containers"]:
                 result["containers"] = running_containers(module.run_command, docker)
             for reference in params["images"]:
@@ -274,6 +280,7 @@ def main() -> None:
             result["docker_error"] = str(error)
             result["images"] = dict.fromkeys(params["images"])
             result.setdefault("docker_root", None)
+            result.setdefault("docker_cgroup_driver", None)
     if params["docker_root"]:
         result["docker_root_free"] = free_space(result.get("docker_root") or "/var/lib/docker")
     module.exit_json(**result)
