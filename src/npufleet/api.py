@@ -9,11 +9,12 @@ typed result back.
     facts = result.module_results("npu_smi_info")  # what the project's modules returned
     print(result.status, result.reports, result.artifact_dir)
 
-Each run gets a private data dir (its artifacts kept: events, stdout, the command), env files are
-suppressed, a vault password is answered from memory (never on disk or argv), extra vars whose
-names look like secrets are refused, and ``cancel`` (a threading.Event or a callable) and
-``timeout`` stop the run. Callbacks: ``on_event`` for each Ansible event, ``on_status`` for the
-run's status (starting, running, successful, failed, canceled, timeout).
+Each run gets a private data dir (its artifacts kept: events, stdout, the command, whose record
+keeps the environment's variable names, not their values), env files are suppressed, a vault
+password is answered from memory (never on disk or argv), extra vars whose names look like secrets
+are refused, and ``cancel`` (a threading.Event or a callable) and ``timeout`` stop the run.
+Callbacks: ``on_event`` for each Ansible event, ``on_status`` for the run's status (starting,
+running, successful, failed, canceled, timeout).
 
 Time limits: the API sets none of its own. ``timeout`` (seconds, default None: no limit) stops the
 whole ansible-playbook run, and the run then ends with status "timeout". The stages keep their own
@@ -24,6 +25,7 @@ first. Importing this module loads neither the lab nor the Docker SDK.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -184,12 +186,32 @@ def _failure(event: dict) -> tuple[str, dict]:
 def _blanked_secrets() -> dict[str, str]:
     """The caller's environment variables named like secrets (NPUFLEET_API_KEY, HF_TOKEN, ...), blanked.
 
-    ansible-runner copies the whole environment into its artifacts (the run's ``command`` file),
-    which are kept: a key exported for ``npufleet bench --url`` would land there. Playbooks take
-    secrets from the inventory's vault, so they lose nothing; paths to secrets (``..._FILE``) stay.
+    Playbooks take secrets from the inventory's vault, so they lose nothing, and a play on the
+    controller cannot record them (a localhost play's facts hold its environment, ansible_env).
+    Paths to secrets (``..._FILE``) stay.
     """
     named = (name for name in os.environ if _SECRET_KEY.search(name))
     return {name: "" for name in named if not name.upper().endswith("_FILE")}
+
+
+def _keep_no_environment(command_file: Path) -> None:
+    """Rewrite ansible-runner's record of the run's command (artifacts/<ident>/command) with the
+    names of the environment's variables only.
+
+    ansible-runner writes the command, its folder and the whole environment there, values and all
+    (no option of its own leaves the environment out): a token exported under any name would be kept.
+    """
+    try:
+        record = json.loads(command_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    if not isinstance(record, dict) or not isinstance(record.get("env"), dict):
+        return
+    record["env"] = sorted(record["env"])
+    written = command_file.with_name(command_file.name + ".tmp")
+    written.write_text(json.dumps(record, ensure_ascii=False), encoding="utf-8")
+    written.chmod(0o600)
+    written.replace(command_file)
 
 
 def run_playbook(
@@ -275,33 +297,47 @@ def run_playbook(
         cmdline.append("--ask-vault-pass")
         passwords[r"^Vault password:\s*?$"] = vault_password
     cancel_callback = cancel.is_set if isinstance(cancel, threading.Event) else cancel or (lambda: False)
-    runner = ansible_runner.run(
-        private_data_dir=str(private),
-        project_dir=str(root),
-        playbook=str(playbook_path),
-        inventory=str(inventory.resolve()),
-        extravars=extravars or {},
-        limit=limit,
-        tags=tags,
-        cmdline=" ".join(cmdline) or None,
-        envvars=_blanked_secrets()
-        | {
-            "ANSIBLE_CONFIG": str(root / "ansible.cfg"),
-            "ANSIBLE_NOCOLOR": "1",
-            # ansible-playbook lives beside this interpreter (the project's virtualenv).
-            "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
-        }
-        | ({"ANSIBLE_STRATEGY": "mitogen_linear"} if mitogen else {})
-        | (env or {}),
-        event_handler=handle,
-        status_handler=(lambda data, **_: on_status(data.get("status", ""))) if on_status else None,
-        cancel_callback=cancel_callback,
-        passwords=passwords or None,
-        quiet=True,
-        suppress_env_files=True,
-        # None: no limit of the runner's own (suppress_env_files: no env/settings file sets one).
-        timeout=math.ceil(timeout) if timeout is not None else None,
-    )
+
+    def status(data: dict, runner_config=None, **_) -> None:
+        # "running" comes just after ansible-runner wrote the command's record, before Ansible starts.
+        if data.get("status") == "running" and runner_config is not None:
+            _keep_no_environment(Path(runner_config.artifact_dir) / "command")
+        if on_status:
+            on_status(data.get("status", ""))
+
+    try:
+        runner = ansible_runner.run(
+            private_data_dir=str(private),
+            project_dir=str(root),
+            playbook=str(playbook_path),
+            inventory=str(inventory.resolve()),
+            extravars=extravars or {},
+            limit=limit,
+            tags=tags,
+            cmdline=" ".join(cmdline) or None,
+            envvars=_blanked_secrets()
+            | {
+                "ANSIBLE_CONFIG": str(root / "ansible.cfg"),
+                "ANSIBLE_NOCOLOR": "1",
+                # ansible-playbook lives beside this interpreter (the project's virtualenv).
+                "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+            }
+            | ({"ANSIBLE_STRATEGY": "mitogen_linear"} if mitogen else {})
+            | (env or {}),
+            event_handler=handle,
+            status_handler=status,
+            cancel_callback=cancel_callback,
+            passwords=passwords or None,
+            quiet=True,
+            # No env/ files (envvars, extravars, passwords, ssh key) in the private data dir.
+            suppress_env_files=True,
+            # None: no limit of the runner's own (suppress_env_files: no env/settings file sets one).
+            timeout=math.ceil(timeout) if timeout is not None else None,
+        )
+    finally:
+        # Again at the end, whatever happened: a run that failed to start wrote no "running".
+        for command_file in (private / "artifacts").glob("*/command"):
+            _keep_no_environment(command_file)
     stats = runner.stats or {}
     for key, attribute in (
         ("ok", "ok"),
