@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import yaml
 from npufleet.api import refuse_secret_extravars, run_playbook, secret_name
 
 ROOT = Path(__file__).resolve().parents[3]
+NPUFLEET = str(Path(sys.executable).parent / "npufleet")
 # The roles' own variables that hold secrets: refused as extra vars, given through the Vault.
 ROLE_SECRETS = {"bench_api_key", "serve_api_key", "image_registry_password", "evidence_redact_values"}
 CANARY = "CANARY4711"
@@ -175,6 +177,48 @@ def test_a_refused_run_starts_nothing(tmp_path):
         with pytest.raises(ValueError, match="look like secrets: keep them in an Ansible Vault"):
             run_playbook("preflight.yml", inventory, extravars=extravars, artifacts=tmp_path / "runs")
     assert not (tmp_path / "runs").exists()
+
+
+def npufleet(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([NPUFLEET, *args], capture_output=True, text=True, check=False, cwd=cwd)
+
+
+def test_the_cli_refuses_secrets_with_exit_2_naming_them_and_the_vault(tmp_path):
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text("all: {}\n")
+    given = tmp_path / "vars.yml"
+    given.write_text(f"train_name: sft\nregistry:\n  url: https://robot:{CANARY}@swr.example.com\n")
+    done = npufleet("up", "-i", str(inventory), "-e", f"registry_pw={CANARY}", "-e", f"@{given}",
+                    "-e", f"swr_auth_string={CANARY}")  # fmt: skip
+    assert done.returncode == 2
+    message = " ".join(done.stderr.split())
+    assert message.startswith("npufleet: registry_pw, registry.url, swr_auth_string look like secrets")
+    assert "registry.url's value looks like a URL with a user:password" in message
+    vault_file = tmp_path / "group_vars" / "all" / "vault.yml"
+    assert f"ansible-vault encrypt_string --name registry_pw >> {vault_file}" in message
+    assert CANARY not in done.stderr + done.stdout
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (None, "does not exist"),
+        ("$ANSIBLE_VAULT;1.1;AES256\n6162\n", "is encrypted with Ansible Vault, which npufleet does not"),
+        ("key: !vault |\n  $ANSIBLE_VAULT;1.1;AES256\n  6162\n", "is encrypted with Ansible Vault"),
+        ("- 0\n- 1\n", "is not a mapping of variable names to values"),
+        (f"a: [{CANARY}\n", "is not valid YAML or JSON at line 2"),
+        (f"{CANARY}-x: 1\n", "has a key that is not a variable name (it is not shown)"),
+    ],
+)
+def test_a_vars_file_that_cannot_be_read_exits_2_naming_it(tmp_path, content, problem):
+    # Brackets in the file's name are printed as they are, not read as rich markup.
+    given = tmp_path / "vars[prod].yml"
+    if content is not None:
+        given.write_text(content)
+    done = npufleet("check", "-i", str(tmp_path / "hosts.yml"), "-e", f"@{given}")
+    assert done.returncode == 2
+    assert f"npufleet: --extra-var @{given} {problem}" in " ".join(done.stderr.split())
+    assert CANARY not in done.stderr + done.stdout
 
 
 HELLO = """\
