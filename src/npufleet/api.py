@@ -9,10 +9,11 @@ typed result back.
     facts = result.module_results("npu_smi_info")  # what the project's modules returned
     print(result.status, result.reports, result.artifact_dir)
 
-Each run gets a private data dir (its artifacts kept: events, stdout, the command), env files are
-suppressed, a vault password is answered from memory (never on disk or argv), extra vars whose
-names look like secrets are refused, and ``cancel`` (a threading.Event or a callable) and
-``timeout`` stop the run. Callbacks: ``on_event`` for each Ansible event, ``on_status`` for the
+Each run gets a private data dir (its artifacts kept: events, stdout, the command, whose record
+keeps the environment's variable names, not their values), env files are suppressed, a vault
+password is answered from memory (never on disk or argv), extra vars named like secrets or holding
+credentials are refused (``refuse_secret_extravars``), and ``cancel`` (a threading.Event or a
+callable) and ``timeout`` stop the run. Callbacks: ``on_event`` for each Ansible event, ``on_status`` for the
 run's status (starting, running, successful, failed, canceled, timeout).
 
 Time limits: the API sets none of its own. ``timeout`` (seconds, default None: no limit) stops the
@@ -24,6 +25,8 @@ first. Importing this module loads neither the lab nor the Docker SDK.
 
 from __future__ import annotations
 
+import base64
+import json
 import math
 import os
 import re
@@ -163,11 +166,179 @@ def run(
     )
 
 
-# Names of secrets: passwords, secrets, API keys, and tokens (hf_token, token_file), but not token
-# counts and lengths (max_tokens, bench_input_tokens, serve_mindie_max_input_token_len).
-_SECRET_KEY = re.compile(
+# The caller's environment variables that hold secrets (NPUFLEET_API_KEY, HF_TOKEN), blanked for a run.
+_SECRET_ENV_NAME = re.compile(
     r"password|passwd|secret|api_?key|(?:^|_)token(?:$|_(?!len|count|limit))", re.IGNORECASE
 )
+
+# Extra vars reach ansible-playbook's command line (``-e '{...}'``), and so the run's ``command``
+# record and any process listing: a secret among them is refused before anything runs. A variable
+# is refused by its name (at any depth of a mapping) or by a string value (at any depth).
+
+# A name's word parts: snake_case, kebab-case, camelCase and UPPER_CASE alike (OPENAI_API_KEY,
+# apiKey -> api, key).
+_NAME_PARTS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
+# A part holding one of these is a secret's: registry_password, dbpasswd, client_secret, credentials.
+_SECRET_WITHIN = ("password", "passwd", "passphrase", "passcode", "secret", "credential")
+# Parts that are a secret's as a whole word: image_registry_pass, registry_pw, key_pwd, swr_auth_string
+# (but author, authority), creds; evidence_redact_values holds the values the evidence role redacts.
+_SECRET_PARTS = frozenset(
+    {"pass", "pw", "pwd", "pswd", "auth", "oauth", "authn", "authz", "authorization", "authentication",
+     "cred", "creds", "cookie", "cookies", "redact"}
+)  # fmt: skip
+# Keys that are credentials in one word (apikey, privkey); a plain ``key`` is one after these words
+# (api_key, access_key, ssh_key, private_key), and alone, but not after others (serve_model_key, the
+# model's name in the vLLM table; version_key). ``tokens`` after them is a list of tokens (api_tokens).
+_CREDENTIAL_KEYS = frozenset(
+    {"apikey", "accesskey", "secretkey", "privatekey", "privkey", "sshkey", "authkey", "signingkey",
+     "masterkey", "licensekey", "encryptionkey", "sessionkey", "clientkey", "hmackey", "appkey"}
+)  # fmt: skip
+_CREDENTIAL_OWNERS = frozenset(
+    {"api", "access", "private", "priv", "ssh", "signing", "encryption", "master", "license", "client",
+     "session", "shared", "deploy", "hmac", "app", "account", "service", "storage", "subscription",
+     "bearer", "refresh", "hf", "huggingface", "github", "gh", "gitlab", "personal", "bot", "registry",
+     "swr", "vault", "pypi", "npm", "docker", "slack", "openai"}
+)  # fmt: skip
+# A ``token`` after these is the model's (max_token, eos_token, serve_mindie_max_input_token_len),
+# and ``tokens`` is a count unless a credential's word comes first (max_tokens, bench_input_tokens).
+_MODEL_TOKEN = frozenset(
+    {"max", "min", "num", "input", "output", "prompt", "completion", "total", "new", "special", "stop",
+     "eos", "bos", "pad", "unk", "sep", "cls", "mask", "start", "end", "image", "video", "audio",
+     "vision", "first", "last", "per", "each"}
+)  # fmt: skip
+# A secret's word followed by one of these names where the secret is or what it measures, not the
+# secret itself (token_len, max_token_count, stop_token_ids, password_file, ansible_ssh_private_key_file,
+# docker_ce_repository_key_url, auth_method, SSH_AUTH_SOCK): the value still goes through the value rules.
+_NOT_THE_SECRET = frozenset(
+    {"file", "files", "path", "paths", "dir", "url", "uri", "name", "names", "id", "ids", "type",
+     "method", "mode", "len", "length", "count", "counts", "limit", "limits", "size", "num", "sock",
+     "socket"}
+)  # fmt: skip
+
+
+def secret_name(name: str) -> bool:
+    """Whether a variable's name says it holds a secret (a password, token, API or private key,
+    credentials), as opposed to one that names where a secret is or counts the model's tokens."""
+    parts = [part.lower() for part in _NAME_PARTS.findall(name)]
+    for index, part in enumerate(parts):
+        before = parts[index - 1] if index else ""
+        after = parts[index + 1] if index + 1 < len(parts) else ""
+        if after in _NOT_THE_SECRET:
+            continue
+        if part in _SECRET_PARTS or part in _CREDENTIAL_KEYS or any(word in part for word in _SECRET_WITHIN):
+            return True
+        if part.endswith("token") and before not in _MODEL_TOKEN:
+            return True
+        if part in ("key", "keys", "tokens") and before in _CREDENTIAL_OWNERS:
+            return True
+        if part == "key" and len(parts) == 1:
+            return True
+    return False
+
+
+# Values that are credentials by their shape, wherever they sit in the text.
+_CREDENTIAL_SHAPES = (
+    (re.compile(r"[a-z][a-z0-9+.-]*://[^/\s:@]+:[^/\s@]+@", re.IGNORECASE), "a URL with a user:password"),
+    (re.compile(r"\bhf_[A-Za-z0-9]{30,}"), "a Hugging Face token"),
+    (re.compile(r"\bsk-[A-Za-z0-9_-]{20,}"), "an API key (sk-...)"),
+    (re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{30,})"), "a GitHub token"),
+    (re.compile(r"\bglpat-[A-Za-z0-9_-]{20,}"), "a GitLab token"),
+    (re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"), "an AWS access key"),
+    (re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}"), "a Slack token"),
+    (re.compile(r"\bAIza[0-9A-Za-z_-]{35}"), "a Google API key"),
+    (re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*"), "a JSON Web Token"),
+    (re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----"), "a private key"),
+    # A Bearer credential has digits (a prompt's "Bearer responsibilities" has none).
+    (re.compile(r"\bBearer\s+(?=[A-Za-z._~+/-]*[0-9])[A-Za-z0-9._~+/-]{16,}"), "a Bearer credential"),
+)
+_BASIC_CREDENTIAL = re.compile(r"\bBasic\s+([A-Za-z0-9+/]{8,}={0,2})")
+# Runs of letters and digits: '/', '.', '-', '_' and ':' split paths, model and image names, versions.
+_RUN = re.compile(r"[A-Za-z0-9+]{24,}")
+_HEX = re.compile(r"[0-9a-fA-F]+")
+
+
+def _random_looking(run: str) -> bool:
+    """A run of 24+ letters and digits that reads as random: not hexadecimal (digests, commit SHAs,
+    checksums stay), with capitals, small letters and digits, or (from 32 characters) letters and
+    digits, and about as many distinct characters as a random string of its length has. Measured:
+    1 in 100 random base-62 strings of 24 characters falls below 3.86 bits a character, of 40, below
+    4.47; the longest camel-case names (Idefics3ForConditionalGeneration, 32) have 3.85."""
+    if _HEX.fullmatch(run):
+        return False
+    classes = sum(any(test(char) for char in run) for test in (str.islower, str.isupper, str.isdigit))
+    letters_and_digits = any(char.isalpha() for char in run) and any(char.isdigit() for char in run)
+    if not (classes == 3 or (len(run) >= 32 and letters_and_digits)):
+        return False
+    counts = [run.count(char) for char in set(run)]
+    entropy = -sum(count / len(run) * math.log2(count / len(run)) for count in counts)
+    return entropy >= min(math.log2(len(run)) - 0.9, 4.2)
+
+
+def _credential_in(text: str) -> str | None:
+    """What in ``text`` looks like a credential (never the text itself), or None."""
+    for pattern, what in _CREDENTIAL_SHAPES:
+        if pattern.search(text):
+            return what
+    for encoded in _BASIC_CREDENTIAL.findall(text):
+        try:
+            decoded = base64.b64decode(encoded, validate=True).decode("utf-8")
+        except (ValueError, UnicodeDecodeError):
+            continue
+        if ":" in decoded:
+            return "a Basic credential (user:password)"
+    if any(_random_looking(run) for run in _RUN.findall(text)):
+        return "a long random string (a token or key)"
+    return None
+
+
+def _secrets_in(value: object, where: str) -> list[tuple[str, str | None]]:
+    """(where, what its value looks like) for each secret in an extra var's value: strings by their
+    shape, and mapping keys by name (what: None)."""
+    if isinstance(value, dict):
+        found = []
+        for key, item in value.items():
+            place = f"{where}.{key}"
+            if isinstance(key, str) and secret_name(key):
+                found.append((place, None))
+            else:
+                found.extend(_secrets_in(item, place))
+        return found
+    if isinstance(value, list | tuple):
+        return [found for index, item in enumerate(value) for found in _secrets_in(item, f"{where}[{index}]")]
+    if isinstance(value, str) and (what := _credential_in(value)):
+        return [(where, what)]
+    return []
+
+
+def refuse_secret_extravars(extravars: dict | None, inventory: str | Path | None = None) -> None:
+    """Raise ValueError naming every extra var that holds or is named like a secret (its value is
+    never shown), and saying how to give it through the inventory's Ansible Vault instead."""
+    found = []
+    for key, value in (extravars or {}).items():
+        if secret_name(str(key)):
+            found.append((str(key), None))
+        else:
+            found.extend(_secrets_in(value, str(key)))
+    if not found:
+        return
+    names = ", ".join(dict.fromkeys(where for where, _ in found))
+    shapes = "; ".join(f"{where}'s value looks like {what}" for where, what in found if what)
+    if inventory is None:
+        vault_file = "<inventory dir>/group_vars/all/vault.yml"
+    else:
+        inventory = Path(inventory)
+        vault_file = str((inventory if inventory.is_dir() else inventory.parent) / "group_vars/all/vault.yml")
+    first = found[0][0]
+    top, leaf = re.split(r"[.\[]", first, maxsplit=1)[0], first.rsplit(".", 1)[-1]
+    example = f"ansible-vault encrypt_string --name {top} >> {vault_file}"
+    if leaf != top and "[" not in leaf:
+        example = f"ansible-vault encrypt_string --name {leaf}, pasted under {top} in {vault_file}"
+    raise ValueError(
+        f"{names} look like secrets: keep them in an Ansible Vault-encrypted vars file in the inventory"
+        " (group_vars), not in extra vars, which land on ansible-playbook's command line and in the"
+        f" run's records{f' ({shapes})' if shapes else ''}. For example: {example}, then run npufleet with"
+        " --ask-vault-pass or --vault-password-file FILE (the Vault password reaches Ansible in memory)."
+    )
 
 
 def _failure(event: dict) -> tuple[str, dict]:
@@ -184,12 +355,32 @@ def _failure(event: dict) -> tuple[str, dict]:
 def _blanked_secrets() -> dict[str, str]:
     """The caller's environment variables named like secrets (NPUFLEET_API_KEY, HF_TOKEN, ...), blanked.
 
-    ansible-runner copies the whole environment into its artifacts (the run's ``command`` file),
-    which are kept: a key exported for ``npufleet bench --url`` would land there. Playbooks take
-    secrets from the inventory's vault, so they lose nothing; paths to secrets (``..._FILE``) stay.
+    Playbooks take secrets from the inventory's vault, so they lose nothing, and a play on the
+    controller cannot record them (a localhost play's facts hold its environment, ansible_env).
+    Paths to secrets (``..._FILE``) stay.
     """
-    named = (name for name in os.environ if _SECRET_KEY.search(name))
+    named = (name for name in os.environ if _SECRET_ENV_NAME.search(name))
     return {name: "" for name in named if not name.upper().endswith("_FILE")}
+
+
+def _keep_no_environment(command_file: Path) -> None:
+    """Rewrite ansible-runner's record of the run's command (artifacts/<ident>/command) with the
+    names of the environment's variables only.
+
+    ansible-runner writes the command, its folder and the whole environment there, values and all
+    (no option of its own leaves the environment out): a token exported under any name would be kept.
+    """
+    try:
+        record = json.loads(command_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    if not isinstance(record, dict) or not isinstance(record.get("env"), dict):
+        return
+    record["env"] = sorted(record["env"])
+    written = command_file.with_name(command_file.name + ".tmp")
+    written.write_text(json.dumps(record, ensure_ascii=False), encoding="utf-8")
+    written.chmod(0o600)
+    written.replace(command_file)
 
 
 def run_playbook(
@@ -220,13 +411,8 @@ def run_playbook(
     dir (default: a new temporary folder); it is kept. ``mitogen``: run with the strategy
     mitogen_linear (Mitogen for Ansible), which keeps one interpreter per node for the whole run."""
     inventory = Path(inventory)
-    secret_keys = sorted(key for key in extravars or {} if _SECRET_KEY.search(key))
-    if secret_keys:
-        # ansible-runner puts extra vars on ansible-playbook's command line and in its artifacts.
-        raise ValueError(
-            f"{', '.join(secret_keys)} look like secrets: keep them in an Ansible Vault-encrypted vars file "
-            "in the inventory (group_vars), not in extra vars, which appear on the command line"
-        )
+    # Before anything runs: extra vars land on ansible-playbook's command line and in its record.
+    refuse_secret_extravars(extravars, inventory)
     root = project_root()
     playbook_path = Path(playbook) if Path(playbook).is_absolute() else root / "playbooks" / playbook
     if not playbook_path.is_file():
@@ -275,33 +461,47 @@ def run_playbook(
         cmdline.append("--ask-vault-pass")
         passwords[r"^Vault password:\s*?$"] = vault_password
     cancel_callback = cancel.is_set if isinstance(cancel, threading.Event) else cancel or (lambda: False)
-    runner = ansible_runner.run(
-        private_data_dir=str(private),
-        project_dir=str(root),
-        playbook=str(playbook_path),
-        inventory=str(inventory.resolve()),
-        extravars=extravars or {},
-        limit=limit,
-        tags=tags,
-        cmdline=" ".join(cmdline) or None,
-        envvars=_blanked_secrets()
-        | {
-            "ANSIBLE_CONFIG": str(root / "ansible.cfg"),
-            "ANSIBLE_NOCOLOR": "1",
-            # ansible-playbook lives beside this interpreter (the project's virtualenv).
-            "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
-        }
-        | ({"ANSIBLE_STRATEGY": "mitogen_linear"} if mitogen else {})
-        | (env or {}),
-        event_handler=handle,
-        status_handler=(lambda data, **_: on_status(data.get("status", ""))) if on_status else None,
-        cancel_callback=cancel_callback,
-        passwords=passwords or None,
-        quiet=True,
-        suppress_env_files=True,
-        # None: no limit of the runner's own (suppress_env_files: no env/settings file sets one).
-        timeout=math.ceil(timeout) if timeout is not None else None,
-    )
+
+    def status(data: dict, runner_config=None, **_) -> None:
+        # "running" comes just after ansible-runner wrote the command's record, before Ansible starts.
+        if data.get("status") == "running" and runner_config is not None:
+            _keep_no_environment(Path(runner_config.artifact_dir) / "command")
+        if on_status:
+            on_status(data.get("status", ""))
+
+    try:
+        runner = ansible_runner.run(
+            private_data_dir=str(private),
+            project_dir=str(root),
+            playbook=str(playbook_path),
+            inventory=str(inventory.resolve()),
+            extravars=extravars or {},
+            limit=limit,
+            tags=tags,
+            cmdline=" ".join(cmdline) or None,
+            envvars=_blanked_secrets()
+            | {
+                "ANSIBLE_CONFIG": str(root / "ansible.cfg"),
+                "ANSIBLE_NOCOLOR": "1",
+                # ansible-playbook lives beside this interpreter (the project's virtualenv).
+                "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+            }
+            | ({"ANSIBLE_STRATEGY": "mitogen_linear"} if mitogen else {})
+            | (env or {}),
+            event_handler=handle,
+            status_handler=status,
+            cancel_callback=cancel_callback,
+            passwords=passwords or None,
+            quiet=True,
+            # No env/ files (envvars, extravars, passwords, ssh key) in the private data dir.
+            suppress_env_files=True,
+            # None: no limit of the runner's own (suppress_env_files: no env/settings file sets one).
+            timeout=math.ceil(timeout) if timeout is not None else None,
+        )
+    finally:
+        # Again at the end, whatever happened: a run that failed to start wrote no "running".
+        for command_file in (private / "artifacts").glob("*/command"):
+            _keep_no_environment(command_file)
     stats = runner.stats or {}
     for key, attribute in (
         ("ok", "ok"),

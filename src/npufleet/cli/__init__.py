@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import logging
 
+from rich.markup import escape
+
 from npufleet.cli.output import EXIT_ENVIRONMENT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, console
 from npufleet.cli.parser import build_parser
 from npufleet.lab.containers import LabError
@@ -24,16 +26,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    # Messages are escaped: printed as they are ("[0, 1]", "x[2]" are not rich markup).
     try:
         return args.func(args)
     except LabError as error:
-        console.print(f"npufleet: {error}", highlight=False)
+        console.print(f"npufleet: {escape(str(error))}", highlight=False)
         return EXIT_ENVIRONMENT if "Docker engine" in str(error) else EXIT_FAILED
     except (ValueError, FileNotFoundError) as error:
-        console.print(f"npufleet: {error}", highlight=False)
+        console.print(f"npufleet: {escape(str(error))}", highlight=False)
         return EXIT_USAGE
     except RuntimeError as error:
-        console.print(f"npufleet: {error}", highlight=False)
+        console.print(f"npufleet: {escape(str(error))}", highlight=False)
         return EXIT_ENVIRONMENT
     except KeyboardInterrupt:
         console.print("npufleet: interrupted")

@@ -126,7 +126,16 @@ def build_parser() -> argparse.ArgumentParser:
     options.add_argument("-i", "--inventory", help="inventory (default: the lab's inventories/lab/hosts.yml)")
     options.add_argument("-l", "--limit", help="only these hosts (Ansible pattern)")
     options.add_argument("-t", "--tags", help="only tasks with these tags")
-    options.add_argument("-e", "--extra-var", dest="extra_vars", action="append", metavar="KEY=VALUE")
+    options.add_argument(
+        "-e",
+        "--extra-var",
+        dest="extra_vars",
+        action="append",
+        metavar="KEY=VALUE|@FILE",
+        help="a variable for the play, as ansible-playbook's -e: VALUE as JSON when it is a list, mapping,"
+        " number or true/false, else a string; @FILE a YAML/JSON file of them. Secrets are refused: they"
+        " belong in the inventory's Ansible Vault",
+    )
     options.add_argument("--check", action="store_true", help="Ansible check mode: report, change nothing")
     options.add_argument("--diff", action="store_true", help="show what files would change (with --check)")
     options.add_argument(

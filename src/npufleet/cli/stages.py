@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import math
 import re
 import signal
 import threading
@@ -19,7 +20,7 @@ from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
-from npufleet.api import run_playbook
+from npufleet.api import refuse_secret_extravars, run_playbook
 from npufleet.cli.live import LiveView
 from npufleet.cli.output import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_TIMEOUT, console, print_json
 from npufleet.collection import default_inventory
@@ -28,15 +29,19 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def extra_vars(items: list[str] | None) -> dict:
-    """``-e KEY=VALUE`` pairs; a VALUE that starts with ``[`` or ``{`` is a list or a mapping (JSON, or
-    YAML's flow style), as ansible-playbook reads ``-e '{"key": [0, 1]}'``; any other VALUE is a string."""
+    """``-e`` as ansible-playbook reads it, later ones over earlier ones: ``@FILE`` is a YAML or JSON
+    file of variables; in ``KEY=VALUE`` a VALUE that starts with ``[`` or ``{`` is a list or a mapping
+    (JSON, or YAML's flow style), one that is a JSON number or true/false is that, any other a string."""
     extravars = {}
     for item in items or []:
+        if item.startswith("@"):
+            extravars |= _vars_file(Path(item[1:]).expanduser())
+            continue
         key, sep, value = item.partition("=")
         # The text given is not echoed unless it is a plain name: it may be a mistyped secret.
         if not sep:
             shown = repr(item) if _NAME.fullmatch(item) else "(its text is not shown)"
-            raise ValueError(f"--extra-var {shown} is not KEY=VALUE")
+            raise ValueError(f"--extra-var {shown} is not KEY=VALUE or @FILE")
         if not _NAME.fullmatch(key):
             raise ValueError(
                 "--extra-var has no variable name before '=' (its text is not shown): write KEY=VALUE"
@@ -47,8 +52,55 @@ def extra_vars(items: list[str] | None) -> dict:
                 value = json.loads(value)
             except ValueError:
                 value = _flow_value(key, value)
+        else:
+            value = _scalar(value)
         extravars[key] = value
     return extravars
+
+
+def _scalar(value: str) -> object:
+    """A number or true/false as its type, as the roles' defaults have them (serve_port: 8000,
+    train_force: false; ansible-core 2.19 fails a condition on the string "false"); any other text,
+    a string. A number is taken only when it reads back the same (1.10 stays a version string, not
+    1.1), or is written with an exponent (1e-5)."""
+    if value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    try:
+        number = json.loads(value)
+    except ValueError:
+        return value
+    if isinstance(number, int) and not isinstance(number, bool) and str(number) == value:
+        return number
+    exact = repr(number) == value or "e" in value.lower()
+    if isinstance(number, float) and math.isfinite(number) and exact:
+        return number
+    return value
+
+
+def _vars_file(path: Path) -> dict:
+    """The variables of ``-e @FILE``: a YAML (or JSON) mapping. A Vault-encrypted file is refused: its
+    place is the inventory, where Ansible decrypts it with the password npufleet hands over."""
+    if not path.is_file():
+        raise ValueError(f"--extra-var @{path} does not exist")
+    text = path.read_text(encoding="utf-8", errors="replace")
+    if "$ANSIBLE_VAULT" in text or "!vault" in text:
+        raise ValueError(
+            f"--extra-var @{path} is encrypted with Ansible Vault, which npufleet does not read for extra"
+            " vars: put it in the inventory's group_vars (group_vars/all/vault.yml beside the inventory)"
+            " and run with --ask-vault-pass or --vault-password-file FILE"
+        )
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ValueError(f"--extra-var @{path} is not valid YAML or JSON{where}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"--extra-var @{path} is not a mapping of variable names to values")
+    for key in data:
+        if not (isinstance(key, str) and _NAME.fullmatch(key)):
+            raise ValueError(f"--extra-var @{path} has a key that is not a variable name (it is not shown)")
+    return data
 
 
 def _flow_value(key: str, value: str) -> object:
@@ -116,6 +168,8 @@ def run_stage(
     """Run ``playbook`` with the CLI's options; ``print_reports`` prints the Markdown reports it wrote."""
     inventory = Path(args.inventory) if args.inventory else default_inventory()
     extravars = extra_vars(args.extra_vars) | (extravars or {})
+    # Refused before the Vault prompt and the live view: a secret among them would sit in argv.
+    refuse_secret_extravars(extravars, inventory)
     password = vault_password(args)  # prompted for before the live view takes the terminal
     view = LiveView(playbook)
     started = time.time()

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from npufleet.api import run_playbook
 from npufleet.cli.stages import extra_vars, since_epoch
 
 NPUFLEET = str(Path(sys.executable).parent / "npufleet")
@@ -52,22 +53,59 @@ def test_bad_input_exits_2_before_anything_starts(args, message):
     assert "CANARY" not in done.stderr + done.stdout
 
 
-def test_extra_vars_read_lists_and_mappings_and_keep_other_values_as_strings():
+def test_extra_vars_read_lists_mappings_numbers_and_booleans_and_keep_other_values_as_strings():
+    # Numbers and true/false as the roles' defaults have them (serve_port: 8000, train_force: false):
+    # ansible-core 2.19 fails a condition on the string "false".
     given = ["npu_container_npus=[0, 1]", 'train_env={"RANK_TABLE_FILE": "/workspace/hccl.json"}',
-             "train_name=sft=two", "serve_port=8000", "note= [not a list"]  # fmt: skip
+             "train_name=sft=two", "serve_port=8000", "note= [not a list", "train_force=false",
+             "serve_trust_remote_code=True", "serve_gpu_memory_utilization=0.9", "train_learning_rate=1e-5",
+             "offset=-3"]  # fmt: skip
     assert extra_vars(given) == {
         "npu_container_npus": [0, 1],
         "train_env": {"RANK_TABLE_FILE": "/workspace/hccl.json"},
         "train_name": "sft=two",
-        "serve_port": "8000",
+        "serve_port": 8000,
         "note": " [not a list",
+        "train_force": False,
+        "serve_trust_remote_code": True,
+        "serve_gpu_memory_utilization": 0.9,
+        "train_learning_rate": 1e-5,
+        "offset": -3,
     }
 
 
-def test_extra_vars_read_json_before_yaml_so_words_stay_words():
-    # YAML 1.1 would make these a boolean and an octal number.
-    given = ['hosts=["no", "010"]', "flags=[no, on]"]
-    assert extra_vars(given) == {"hosts": ["no", "010"], "flags": [False, True]}
+@pytest.mark.parametrize(
+    "value", ["1.10", "24.1.rc2", "0123", " 8000", "8000 ", "1_000", "NaN", "Infinity", "null", "yes", "",
+              '"quoted"', "0x10", "-0"],
+)  # fmt: skip
+def test_extra_vars_keep_what_does_not_read_back_the_same_as_a_string(value):
+    # 1.10 is a version, not 1.1; 0123 and " 8000" are not what the number 123 or 8000 would print.
+    assert extra_vars([f"image_tag={value}"]) == {"image_tag": value}
+
+
+def test_extra_vars_from_files_yaml_or_json_later_ones_win(tmp_path):
+    (tmp_path / "train.yml").write_text("train_name: sft\ntrain_epochs: 3\nnpu_container_npus: [0, 1]\n")
+    (tmp_path / "serve.json").write_text('{"serve_port": 8100, "train_epochs": 1}')
+    given = [f"@{tmp_path / 'train.yml'}", "train_name=dpo", f"@{tmp_path / 'serve.json'}"]
+    assert extra_vars(given) == {
+        "train_name": "dpo", "train_epochs": 1, "npu_container_npus": [0, 1], "serve_port": 8100,
+    }  # fmt: skip
+
+
+def test_a_list_given_with_e_reaches_the_play_as_a_list(tmp_path):
+    # Issue 21: -e 'npu_container_npus=[0,1]' arrives as a list, not the string "[0,1]" (a real run).
+    playbook = tmp_path / "show.yml"
+    playbook.write_text(
+        "- hosts: all\n  gather_facts: false\n  tasks:\n    - ansible.builtin.assert:\n"
+        "        that: [npu_container_npus is sequence, npu_container_npus is not string,"
+        " npu_container_npus | length == 2, train_force is boolean, serve_port is integer]\n"
+    )
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text(f"all:\n  hosts:\n    localhost:\n      ansible_connection: local\n"
+                         f"      ansible_python_interpreter: {sys.executable}\n")  # fmt: skip
+    given = extra_vars(["npu_container_npus=[0,1]", "train_force=false", "serve_port=8000"])
+    result = run_playbook(str(playbook), inventory, extravars=given, artifacts=tmp_path / "runs")
+    assert result.succeeded, result.first_failure()
 
 
 def test_collect_since_takes_a_span_or_a_utc_time():
