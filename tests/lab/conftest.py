@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -10,11 +11,16 @@ from pathlib import Path
 
 import docker
 import pytest
+import yaml
 
+from npufleet.api import run_playbook
 from npufleet.lab import faults, lifecycle
 
 # Another name lets a second checkout run its lab tests beside this one on the same engine.
 LAB = os.environ.get("NPUFLEET_TEST_LAB", "npufleet-test")
+# The training lab, shared by the training and the security tests (make test runs them together).
+TRAIN_LAB = f"{LAB}-train"
+TRAIN_NODES = [f"{TRAIN_LAB}-node1", f"{TRAIN_LAB}-node2"]
 
 
 def engine_answers() -> bool:
@@ -44,6 +50,31 @@ def lab_inventory(tmp_path_factory):
     lifecycle.down(LAB, inventory)
 
 
+@pytest.fixture(scope="session")
+def train_lab(tmp_path_factory):
+    """Two full nodes with the training workload, set up as site.yml does before it trains: node setup
+    (the metadata guard among it), the image and the NPU containers."""
+    inventory = tmp_path_factory.mktemp("train-lab") / "hosts.yml"
+    lifecycle.up(
+        TRAIN_LAB,
+        nodes=2,
+        npus=8,
+        inventory=inventory,
+        flavour="full",
+        with_registry=False,
+        with_training=True,
+    )
+    try:
+        for playbook in ("node.yml", "image.yml", "container.yml"):
+            result = run_playbook(playbook, inventory)
+            assert result.succeeded, f"{playbook}: {result.first_failure()}"
+        yield inventory
+    finally:
+        # NPUFLEET_KEEP_LAB=1 keeps it for the next run while working on the tests.
+        if not os.environ.get("NPUFLEET_KEEP_LAB"):
+            lifecycle.down(TRAIN_LAB, inventory)
+
+
 @pytest.fixture
 def clean_faults(lab_inventory):
     """Clears every fault on every node after the test, whatever it did."""
@@ -63,3 +94,20 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [str(Path(sys.executable).parent / "npufleet"), *args], capture_output=True, text=True, check=False
     )
+
+
+def vaulted(inventory: Path, folder: Path, values: dict) -> tuple[Path, str]:
+    """A copy of ``inventory`` whose group_vars/all/vault.yml holds ``values``, encrypted; and the
+    vault's password."""
+    (folder / "group_vars" / "all").mkdir(parents=True)
+    shutil.copy(inventory, folder / "hosts.yml")
+    vault_file = folder / "group_vars" / "all" / "vault.yml"
+    vault_file.write_text(yaml.safe_dump(values))
+    password = secrets.token_hex(16)
+    password_file = folder.parent / f"{folder.name}.pass"
+    password_file.write_text(password)
+    encrypt = [Path(sys.executable).parent / "ansible-vault", "encrypt",
+               "--vault-password-file", str(password_file), str(vault_file)]  # fmt: skip
+    subprocess.run(encrypt, check=True, capture_output=True)
+    password_file.unlink()
+    return folder / "hosts.yml", password

@@ -6,10 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
-import shutil
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -18,32 +14,14 @@ import pytest
 import yaml
 
 from npufleet.api import run_playbook
-from npufleet.lab import faults, lifecycle
-from tests.lab.conftest import node_exec, run_cli
+from npufleet.lab import faults
+from tests.lab.conftest import TRAIN_LAB, TRAIN_NODES, node_exec, run_cli, vaulted
 
 pytestmark = pytest.mark.lab
-LAB = "npufleet-train"
-NODES = [f"{LAB}-node1", f"{LAB}-node2"]
+LAB = TRAIN_LAB
+NODES = TRAIN_NODES
 CONTAINER = "npufleet-workload"
 TRAINING_ROOT = Path(__file__).resolve().parents[2] / "plugins" / "module_utils"
-
-
-@pytest.fixture(scope="module")
-def train_lab(tmp_path_factory):
-    """Two full nodes with the training workload; the image and NPU container stages already run."""
-    inventory = tmp_path_factory.mktemp("train-lab") / "hosts.yml"
-    lifecycle.up(
-        LAB, nodes=2, npus=8, inventory=inventory, flavour="full", with_registry=False, with_training=True
-    )
-    try:
-        for playbook in ("image.yml", "container.yml"):
-            result = run_playbook(playbook, inventory)
-            assert result.succeeded, result.first_failure()
-        yield inventory
-    finally:
-        # NPUFLEET_KEEP_LAB=1 keeps it for the next run while working on the tests.
-        if not os.environ.get("NPUFLEET_KEEP_LAB"):
-            lifecycle.down(LAB, inventory)
 
 
 @pytest.fixture
@@ -378,23 +356,6 @@ SECRET = "sk-lab-test-7f3a9c"
 
 def vllm_processes() -> str:
     return node_exec(NODES[0], f"docker exec {INFERENCE} pgrep -af vllm.entrypoints ; true")[1]
-
-
-def vaulted(inventory: Path, folder: Path, values: dict) -> tuple[Path, str]:
-    """A copy of ``inventory`` whose group_vars/all/vault.yml holds ``values``, encrypted; and the
-    vault's password."""
-    (folder / "group_vars" / "all").mkdir(parents=True)
-    shutil.copy(inventory, folder / "hosts.yml")
-    vault_file = folder / "group_vars" / "all" / "vault.yml"
-    vault_file.write_text(yaml.safe_dump(values))
-    password = secrets.token_hex(16)
-    password_file = folder.parent / f"{folder.name}.pass"
-    password_file.write_text(password)
-    encrypt = [Path(sys.executable).parent / "ansible-vault", "encrypt",
-               "--vault-password-file", str(password_file), str(vault_file)]  # fmt: skip
-    subprocess.run(encrypt, check=True, capture_output=True)
-    password_file.unlink()
-    return folder / "hosts.yml", password
 
 
 def test_vllm_serves_the_trained_adapter_behind_an_api_key(train_lab, reports, tmp_path, monkeypatch):

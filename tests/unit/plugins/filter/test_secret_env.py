@@ -73,7 +73,7 @@ def test_a_vaulted_value_is_a_secret_whatever_its_name(tmp_path):
         "    - name: Show the names only\n      ansible.builtin.debug:\n"
         "        msg: \"{{ {'secret': combined | npufleet.ascend.secret_env(patterns) | list | sort,\n"
         "                  'plain': combined | npufleet.ascend.plain_env(patterns) | list | sort}\n"
-        "               | to_json }}\"\n"
+        '               | to_json }}"\n'
     )
     done = subprocess.run(
         # "-i localhost,": a host list (in ANSIBLE_INVENTORY the comma would make it a list of paths).
