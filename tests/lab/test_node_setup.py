@@ -140,6 +140,37 @@ def test_settings_survive_a_reboot(fresh_lab):
     assert node_exec(name, "docker info --format '{{.LiveRestoreEnabled}}'")[1] == "true"
 
 
+def test_a_daemon_setting_docker_cannot_start_with_is_undone(fresh_lab):
+    """A data root Docker cannot create: the restart fails, the previous daemon.json comes back, Docker
+    runs again, the play names dockerd's own error, and a corrected re-run works at once (systemd's
+    start limit was cleared)."""
+    name = f"{LAB}-node1"
+    _, before = node_exec(name, "cat /etc/docker/daemon.json")
+    bad = run_playbook("node.yml", fresh_lab, limit=name, tags="docker",
+                       extravars={"docker_data_root": "/proc/npufleet-docker"})  # fmt: skip
+    assert not bad.succeeded
+    message = bad.first_failure()
+    print(message)
+    assert "the engine did not start with the new /etc/docker/daemon.json" in message
+    assert "It said: mkdir /proc/npufleet-docker: no such file or directory" in message
+    assert "was put back and Docker runs with it again" in message
+    assert node_exec(name, "cat /etc/docker/daemon.json")[1] == before
+    assert node_exec(name, "docker info --format '{{.DockerRootDir}}'")[1] == "/var/lib/docker"
+    again = run_playbook("node.yml", fresh_lab, limit=name, tags="docker")
+    assert again.succeeded and again.hosts[name].changed == 0, again.first_failure()
+
+
+def test_a_daemon_key_the_role_no_longer_sets_is_removed(fresh_lab):
+    name = f"{LAB}-node1"
+    with_shm = run_playbook("node.yml", fresh_lab, limit=name, tags="docker",
+                            extravars={"docker_default_shm_size": "256m"})  # fmt: skip
+    assert with_shm.succeeded, with_shm.first_failure()
+    assert '"default-shm-size": "256m"' in node_exec(name, "cat /etc/docker/daemon.json")[1]
+    without = run_playbook("node.yml", fresh_lab, limit=name, tags="docker")
+    assert without.succeeded, without.first_failure()
+    assert "default-shm-size" not in node_exec(name, "cat /etc/docker/daemon.json")[1]
+
+
 def test_platform_choices_for_systems_without_a_lab_image(fresh_lab):
     result = run_playbook(str(PLAYBOOKS / "platform_choices.yml"), fresh_lab, limit=f"{LAB}-node1")
     assert result.succeeded, result.first_failure()

@@ -122,6 +122,9 @@ def test_secrets_reach_the_server_and_nothing_else(train_lab, tmp_path, monkeypa
     monkeypatch.setenv("REGISTRY_PASSWORD", exported)
     canaries = (named, vaulted_value, exported)
     node = TRAIN_NODES[0]
+    # The model the server loads, put in place as the train stage does.
+    assets = run_playbook("train.yml", train_lab, limit=node, tags="train_assets")
+    assert assets.succeeded, assets.first_failure()
     settings = ["-e", "serve_name=secret-api", "-e", "serve_port=8130", "-e", "serve_engine=llamafactory",
                 "-e", "serve_adapter_path=", "-e", "serve_record_dir="]  # fmt: skip
     served = run_cli("--json", "serve", "-i", str(inventory), "--vault-password-file", str(password_file),
@@ -129,10 +132,10 @@ def test_secrets_reach_the_server_and_nothing_else(train_lab, tmp_path, monkeypa
     try:
         assert served.returncode == 0, served.stdout[-3000:] + served.stderr[-3000:]
         # The server has them: the secrets were delivered.
+        # Read from the node, whose root may read every process's environment (the container's root may not).
         _, environ = node_exec(
-            node, f"docker exec {TRAINING} sh -c 'for p in $(pgrep -f \"llamafactory-cli api\"); do "
-            "tr \"\\0\" \"\\n\" < /proc/$p/environ; done'",
-        )  # fmt: skip
+            node, "for p in $(pgrep -f 'llamafactory-cli api'); do tr '\\0' '\\n' < /proc/$p/environ; done"
+        )
         assert f"HF_TOKEN={named}" in environ and f"TEAM_SETTING={vaulted_value}" in environ
         # The launch record names them, and holds no value.
         _, record = node_exec(node, "cat /var/lib/npufleet/launch/serve-secret-api.json")
