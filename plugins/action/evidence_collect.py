@@ -11,17 +11,7 @@ import time
 from collections.abc import Mapping
 
 from ansible.plugins.action import ActionBase
-
-try:  # ansible-core 2.19 and later
-    from ansible.parsing.vault import EncryptedString, VaultHelper
-except ImportError:  # pragma: no cover - older cores: their inline vault type below
-    EncryptedString = VaultHelper = None
-try:  # where each value was read from (2.19 and later): the values of a vault-encrypted file
-    from ansible._internal._datatag._tags import Origin
-except ImportError:  # pragma: no cover
-    Origin = None
-if EncryptedString is None:  # pragma: no cover - ansible-core 2.17 and 2.18
-    from ansible.parsing.yaml.objects import AnsibleVaultEncryptedUnicode as EncryptedString
+from ansible_collections.npufleet.ascend.plugins.plugin_utils.vault_origin import EncryptedString, from_vault
 
 # Variables that hold other hosts' or Ansible's own values, not this host's settings.
 _NOT_SETTINGS = {"hostvars", "vars", "groups", "group_names", "ansible_facts", "omit", "playbook_dir"}
@@ -37,25 +27,6 @@ _CONNECTION_SECRETS = {
 }
 # A value this short would redact common words in the logs.
 _SHORTEST = 4
-_VAULT_HEADER = b"$ANSIBLE_VAULT;"
-
-
-def _is_vault_file(path: str, seen: dict) -> bool:
-    if path not in seen:
-        try:
-            with open(path, "rb") as handle:
-                seen[path] = handle.read(len(_VAULT_HEADER)) == _VAULT_HEADER
-        except OSError:
-            seen[path] = False
-    return seen[path]
-
-
-def _from_vault(value: object, vault_files: dict) -> bool:
-    inline = VaultHelper is not None and isinstance(value, str)
-    if inline and VaultHelper.get_ciphertext(value, with_tags=False):
-        return True
-    origin = Origin.get_tag(value) if Origin else None
-    return bool(origin and origin.path and _is_vault_file(origin.path, vault_files))
 
 
 def _is_scalar(value: object) -> bool:
@@ -84,7 +55,7 @@ def vaulted_values(task_vars: Mapping) -> list[str]:
                 found.add(str(value))
             except Exception:  # a value this run cannot decrypt holds nothing to hide
                 continue
-        elif _is_scalar(value) and _from_vault(value, vault_files):
+        elif _is_scalar(value) and from_vault(value, vault_files):
             found.add(str(value))
     return sorted((value for value in found if len(value) >= _SHORTEST), key=len, reverse=True)
 

@@ -4,19 +4,20 @@
 records, and the secrets, which llm_launch hands over through a 0600 env file (its ``secret_env``).
 
 A variable is secret when its name matches one of the patterns (shell globs, any case), or when its
-value came from Ansible Vault: a vaulted value keeps Vault's tag through templating, combine and
-set_fact, so a user who vaults ``HF_TOKEN`` or a setting of any name is covered without naming it."""
+value came from Ansible Vault (an inline ``!vault`` string, or any value of a vault-encrypted vars file):
+Ansible keeps that through templating, combine and set_fact, so a user who vaults ``HF_TOKEN`` or a
+setting of any name is covered without naming it."""
 
 from __future__ import annotations
 
 from fnmatch import fnmatchcase
 
 from ansible.errors import AnsibleFilterError
-from ansible.parsing.vault import VaultHelper
+from ansible_collections.npufleet.ascend.plugins.plugin_utils.vault_origin import from_vault
 
 
 def _is_secret(name: str, value, patterns: list[str]) -> bool:
-    if VaultHelper.get_ciphertext(value, with_tags=False) is not None:
+    if from_vault(value):
         return True
     upper = str(name).upper()
     return any(fnmatchcase(upper, str(pattern).upper()) for pattern in patterns)

@@ -30,7 +30,8 @@ LAYERS = (
     "for image in $(docker images -q | sort -u); do "
     "docker history --no-trunc --format '{{.CreatedBy}}' $image; done"
 )
-RECORDS = "ls -l --time-style=full-iso /var/lib/npufleet/launch ; true"
+# Where the stages write on a node.
+WRITTEN = "/var/lib/npufleet /home/ma-user/ws/npufleet /etc/docker /etc/systemd/system"
 
 
 def guard_rules(node: str) -> tuple[set[int], bool]:
@@ -161,7 +162,10 @@ def test_secrets_reach_the_server_and_nothing_else(train_lab, tmp_path, monkeypa
         print(f"canaries found: {count} ({len(places) + 1} kinds of place searched)")
         assert found == [] and leftover == "", (found, leftover)
     finally:
+        # Stopped, and waited for until its launcher wrote the exit code: nothing of it is written later.
         node_exec(node, f"docker exec {TRAINING} pkill -f 'llamafactory-cli api' ; true")
+        state = "/home/ma-user/ws/npufleet/logs/serve-secret-api.log.state/rc"
+        node_exec(node, f"timeout 30 sh -c 'until test -e {state}; do sleep 0.5; done'")
 
 
 @pytest.mark.parametrize(
@@ -176,12 +180,14 @@ def test_secrets_reach_the_server_and_nothing_else(train_lab, tmp_path, monkeypa
 )
 def test_secrets_in_extra_vars_are_refused_before_anything_runs(train_lab, extra):
     name, _, value = extra.partition("=")
-    _, before = node_exec(TRAIN_NODES[0], RECORDS)
+    node_exec(TRAIN_NODES[0], "touch /tmp/before-refusal")
     refused = run_cli("serve", "-i", str(train_lab), "-e", extra)
     assert refused.returncode == 2, refused.stdout + refused.stderr
     assert name in refused.stderr + refused.stdout and "Vault" in refused.stderr + refused.stdout
     assert value not in refused.stdout + refused.stderr
-    assert node_exec(TRAIN_NODES[0], RECORDS)[1] == before
+    # Nothing on the node changed in the meantime: no record, no log, no rendered file.
+    changed = node_exec(TRAIN_NODES[0], f"find {WRITTEN} -newer /tmp/before-refusal ; true")[1]
+    assert changed == ""
 
 
 def test_a_stage_leaves_no_runner_environment_behind(train_lab, monkeypatch):

@@ -53,7 +53,8 @@ def test_bad_arguments_are_named():
 
 
 def test_a_vaulted_value_is_a_secret_whatever_its_name(tmp_path):
-    """Vault's tag survives templating, combine and set_fact: the split still finds it."""
+    """An inline !vault string, and a value of a vault-encrypted vars file: through templating, combine
+    and set_fact, the split still finds both."""
     password = tmp_path / "vault.pass"
     password.write_text("test-only-password\n")
     inline = subprocess.run(
@@ -62,11 +63,19 @@ def test_a_vaulted_value_is_a_secret_whatever_its_name(tmp_path):
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     (tmp_path / "vars.yml").write_text(f"team_setting: {inline}\n")
+    # A whole vars file encrypted: its values carry no vault tag, only the file they came from.
+    (tmp_path / "vault.yml").write_text("file_setting: file-canary-0c2d\n")
+    subprocess.run(
+        [str(BIN / "ansible-vault"), "encrypt", str(tmp_path / "vault.yml"),
+         "--vault-password-file", str(password)],
+        capture_output=True, check=True,
+    )  # fmt: skip
     playbook = tmp_path / "split.yml"
     playbook.write_text(
-        "- name: Split\n  hosts: localhost\n  gather_facts: false\n  vars_files: [vars.yml]\n"
+        "- name: Split\n  hosts: localhost\n  gather_facts: false\n  vars_files: [vars.yml, vault.yml]\n"
         "  vars:\n"
-        "    env: {MODEL_SETTING: '{{ team_setting }}', HF_TOKEN: plain-named-secret, PLAIN: 'yes'}\n"
+        "    env: {MODEL_SETTING: '{{ team_setting }}', FILE_SETTING: '{{ file_setting }}',\n"
+        "          HF_TOKEN: plain-named-secret, PLAIN: 'yes'}\n"
         "  tasks:\n"
         "    - name: Combine as the roles do\n      no_log: true\n      ansible.builtin.set_fact:\n"
         "        combined: \"{{ env | combine({'EXTRA': '1'}) }}\"\n"
@@ -86,7 +95,7 @@ def test_a_vaulted_value_is_a_secret_whatever_its_name(tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
     results = json.loads(done.stdout)["plays"][0]["tasks"][1]["hosts"]["localhost"]
     assert json.loads(results["msg"]) == {
-        "secret": ["HF_TOKEN", "MODEL_SETTING"],
+        "secret": ["FILE_SETTING", "HF_TOKEN", "MODEL_SETTING"],
         "plain": ["EXTRA", "PLAIN"],
     }
-    assert "vaulted-canary-5e1f" not in done.stdout + done.stderr
+    assert "vaulted-canary-5e1f" not in done.stdout + done.stderr and "file-canary" not in done.stdout
