@@ -8,21 +8,34 @@ from __future__ import annotations
 
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
-from ansible_collections.npufleet.ascend.plugins.modules.llm_benchmark import SPEC, task_result
+from ansible_collections.npufleet.ascend.plugins.modules.llm_benchmark import (
+    SPEC,
+    check_mode_result,
+    task_result,
+)
 
 MODULE = "npufleet.ascend.llm_benchmark"
 
 
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
-    # A benchmark sends load: it does not run in check mode (the task is skipped, as the module's is).
-    _supports_check_mode = False
+    # A benchmark sends load: check mode sends none, and says what would run (check_mode_result).
+    _supports_check_mode = True
     _supports_async = False
 
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
         del tmp
         _, params = self.validate_argument_spec(**SPEC)
+        if self._task.check_mode:
+            if params["backend"] == "npufleet":
+                # The checks a run starts with (options, dataset, load settings), short of sending.
+                try:
+                    self._entry().prepare(dict(self._task.args))
+                except ValueError as error:
+                    raise AnsibleActionFail(str(error)) from error
+            result.update(check_mode_result(params))
+            return result
         if params["backend"] == "vllm":
             # The task's own arguments, not the validated ones: those carry every default, and the
             # module would count concurrency and rate as both given.
@@ -30,18 +43,21 @@ class ActionModule(ActionBase):
                                                task_vars=task_vars))  # fmt: skip
             return result
         try:
-            from ansible_collections.npufleet.ascend.plugins.plugin_utils.bench.entry import (  # noqa: PLC0415
-                run_benchmark,  # the load generator's aiohttp and matplotlib load for this backend only
-            )
+            outcome = self._entry().run_benchmark(dict(self._task.args))
+        except ValueError as error:
+            raise AnsibleActionFail(str(error)) from error
+        result.update(task_result(outcome, params["url"]))
+        return result
+
+    @staticmethod
+    def _entry():
+        """The load generator's entry point (its aiohttp and matplotlib load for backend npufleet only)."""
+        try:
+            from ansible_collections.npufleet.ascend.plugins.plugin_utils.bench import entry  # noqa: PLC0415
         except ImportError as error:
             raise AnsibleActionFail(
                 f"backend npufleet runs the load generator in the controller's Python, which cannot import"
                 f" it ({error}): run ansible from the project's virtualenv (pip install -e .), or set"
                 " backend: vllm"
             ) from error
-        try:
-            outcome = run_benchmark(dict(self._task.args))
-        except ValueError as error:
-            raise AnsibleActionFail(str(error)) from error
-        result.update(task_result(outcome, params["url"]))
-        return result
+        return entry

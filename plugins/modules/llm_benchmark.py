@@ -131,8 +131,11 @@ attributes:
     support: full
     description: The action plugin runs V(npufleet) on the controller, this module on the node for V(vllm).
   check_mode:
-    support: none
-    description: A benchmark sends load; it does not run in check mode.
+    support: full
+    description:
+      - A benchmark sends load, so check mode sends none. The options are checked as for a run (with
+        V(npufleet), the dataset is read and the prompts made), and the result says what would run, with
+        C(changed) true (a run writes its report). Whether the server answers is not known in check mode.
   diff_mode:
     support: none
 """
@@ -235,6 +238,34 @@ def task_result(outcome: dict, url: str) -> dict:
         )
         result.update(failed=True, msg=f"every request failed against {url}: {why}")
     return result
+
+
+def check_mode_result(params: dict) -> dict:
+    """What a check run reports: the benchmark it would run, nothing sent; changed, as a run writes its
+    report."""
+    if params["rate"]:
+        rates = ", ".join(f"{rate:g}" for rate in params["rate"])
+        levels = f"request rates {rates} per second ({params['arrival']} arrivals)"
+    else:
+        levels = "concurrency " + ", ".join(str(level) for level in params["concurrency"])
+    if params["dataset"]:
+        prompts = f"the prompts of {params['dataset']}"
+    else:
+        prompts = f"synthetic prompts of {params['input_tokens']} words"
+    if params["backend"] == "vllm":
+        where = f"with vllm bench serve in the container {params['container']}"
+        warmup, dest = "", f"{os.path.normpath(params['dest'])} on the node"
+    else:
+        where = "from the controller"
+        warmup, dest = f" after {params['warmup']} warm-up", os.path.normpath(params["dest"])
+    streamed = "streamed" if params["stream"] else "not streamed"
+    msg = (
+        f"check mode: would benchmark model {params['model']!r} at {params['url']} {where}: {levels},"
+        f" {params['requests']} requests a level{warmup}, {prompts}, up to {params['output_tokens']} tokens"
+        f" each ({params['endpoint']} endpoint, {streamed}); the report into {dest}. Nothing was sent:"
+        " whether the server answers is known only when the benchmark runs."
+    )
+    return {"changed": True, "msg": msg}
 
 
 class VllmBench:

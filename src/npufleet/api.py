@@ -12,7 +12,8 @@ typed result back.
 Each run gets a private data dir (its artifacts kept: events, stdout, the command, whose record
 keeps the environment's variable names, not their values), env files are suppressed, a vault
 password is answered from memory (never on disk or argv), extra vars named like secrets or holding
-credentials are refused (``refuse_secret_extravars``), and ``cancel`` (a threading.Event or a
+credentials are refused (``refuse_secret_extravars``), an inventory the stages cannot run on is
+refused (``InventoryError``, a ValueError: ``npufleet.inventory``), and ``cancel`` (a threading.Event or a
 callable) and ``timeout`` stop the run. Callbacks: ``on_event`` for each Ansible event, ``on_status`` for the
 run's status (starting, running, successful, failed, canceled, timeout).
 
@@ -40,6 +41,11 @@ from pathlib import Path
 import ansible_runner
 
 from npufleet.collection import project_root
+from npufleet.inventory import InventoryError, check_inventory, playbook_runs_on_nodes
+
+# InventoryError is the API's too: what run_playbook raises for an inventory the stages cannot run on.
+__all__ = ["STAGES", "HostResult", "InventoryError", "ModuleResult", "RunResult", "project_modules",
+           "refuse_secret_extravars", "run", "run_playbook", "secret_name"]  # fmt: skip
 
 # The stages, each a playbook in playbooks/.
 STAGES = {
@@ -409,7 +415,12 @@ def run_playbook(
     to 86,400 s). ``cancel``: a threading.Event or a callable, checked while the run goes; set or
     true, the run stops (status "canceled"). ``artifacts``: the folder for this run's private data
     dir (default: a new temporary folder); it is kept. ``mitogen``: run with the strategy
-    mitogen_linear (Mitogen for Ansible), which keeps one interpreter per node for the whole run."""
+    mitogen_linear (Mitogen for Ansible), which keeps one interpreter per node for the whole run.
+
+    Before anything runs, ``inventory`` is read as ansible-playbook reads it (``vault_password``
+    opens its Vault files), and an InventoryError (a ValueError) names the file, the problem and the
+    fix when it does not exist or parse, when a playbook on ``npu_nodes`` finds no host there, or when
+    two ``npu_nodes`` hosts share an address or ``npufleet_node_address`` (``npufleet.inventory``)."""
     inventory = Path(inventory)
     # Before anything runs: extra vars land on ansible-playbook's command line and in its record.
     refuse_secret_extravars(extravars, inventory)
@@ -417,12 +428,12 @@ def run_playbook(
     playbook_path = Path(playbook) if Path(playbook).is_absolute() else root / "playbooks" / playbook
     if not playbook_path.is_file():
         raise FileNotFoundError(f"no playbook {playbook_path}: run npufleet from the project checkout")
-    if not inventory.exists():
-        raise FileNotFoundError(
-            f"inventory {inventory} does not exist: run 'npufleet lab up' or pass --inventory"
-        )
     if timeout is not None and timeout <= 0:
         raise ValueError(f"timeout must be above 0 seconds, got {timeout}")
+    # Before anything runs: an inventory Ansible cannot parse, or with no npu_nodes host, would run the
+    # play on no host and "succeed"; two hosts at one address would be one machine (InventoryError).
+    needs_nodes = playbook_runs_on_nodes(playbook_path)
+    check_inventory(inventory, vault_password=vault_password, needs_nodes=needs_nodes)
     if artifacts:
         Path(artifacts).mkdir(parents=True, exist_ok=True)
         private = Path(tempfile.mkdtemp(prefix="npufleet-run-", dir=artifacts))

@@ -56,19 +56,9 @@ def options(params: dict) -> dict:
     return checked
 
 
-def run_benchmark(params: dict) -> dict:
-    """Run the load generator against ``params["url"]`` and write its report into ``params["dest"]``.
-
-    ``params`` holds the llm_benchmark module's options: url, model and dest are required, one of
-    concurrency (a list of ints) or rate (a list of floats); endpoint, stream, arrival, requests,
-    input_tokens, output_tokens, dataset, warmup, slo, timeout and api_key (sent as a bearer token, never
-    written in the report) take the module's defaults when missing. The command line may add seed,
-    max_concurrency, ignore_eos, and image with text and stop_token_ids (multimodal chat requests).
-
-    Returns ``{"data": <the report's data: config, warmup, runs>, "files": {"json": ..., "markdown": ...,
-    "png": ...}}`` (paths as strings). Raises ValueError on bad input; a server that does not answer is
-    no error here: its requests are counted as failed in the data.
-    """
+def prepare(params: dict) -> tuple[dict, Settings, list]:
+    """``params`` checked (``options``), the prompts read or made and the load's settings checked, as a
+    run starts with: what a check run does (the llm_benchmark action in check mode) before it would send."""
     checked = options(params)
     count, output_tokens = checked["requests"], checked["output_tokens"]
     if checked["image"]:
@@ -96,6 +86,23 @@ def run_benchmark(params: dict) -> dict:
         api_key=checked["api_key"],
     )
     settings.check()
+    return checked, settings, prompts
+
+
+def run_benchmark(params: dict) -> dict:
+    """Run the load generator against ``params["url"]`` and write its report into ``params["dest"]``.
+
+    ``params`` holds the llm_benchmark module's options: url, model and dest are required, one of
+    concurrency (a list of ints) or rate (a list of floats); endpoint, stream, arrival, requests,
+    input_tokens, output_tokens, dataset, warmup, slo, timeout and api_key (sent as a bearer token, never
+    written in the report) take the module's defaults when missing. The command line may add seed,
+    max_concurrency, ignore_eos, and image with text and stop_token_ids (multimodal chat requests).
+
+    Returns ``{"data": <the report's data: config, warmup, runs>, "files": {"json": ..., "markdown": ...,
+    "png": ...}}`` (paths as strings). Raises ValueError on bad input; a server that does not answer is
+    no error here: its requests are counted as failed in the data.
+    """
+    checked, settings, prompts = prepare(params)
     data = benchmark(settings, prompts)
     files = report.write(data, Path(checked["dest"]))
     return {"data": data, "files": {key: str(value) for key, value in files.items()}}

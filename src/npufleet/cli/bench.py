@@ -4,6 +4,7 @@ point (the one the llm_benchmark action calls); without --url, the bench stage o
 from __future__ import annotations
 
 import argparse
+import math
 import os
 from pathlib import Path
 
@@ -26,25 +27,60 @@ def numbers(text: str, kind=float) -> list:
         raise ValueError(f"{text!r} is not a comma-separated list of numbers") from error
 
 
+# With --url, what a load option not given is: the bench role's defaults (roles/bench/defaults/main.yml),
+# so that a benchmark reads the same from here as through the inventory. Through the inventory (-i) the
+# options not given are not sent at all: the inventory's bench_* settings, else the role's, apply.
+URL_DEFAULTS = {"endpoint": "chat", "stream": True, "arrival": "poisson", "requests": 100,
+                "input_tokens": 128, "output_tokens": 128, "warmup": 2, "timeout_per_request": 600, "seed": 0,
+                "text": "What is in the image?"}  # fmt: skip
+
+# The options the bench role has no variable for (dest, option): refused with -i rather than ignored.
+URL_ONLY = (("max_concurrency", "--max-concurrency"), ("no_ignore_eos", "--no-ignore-eos"),
+            ("image", "--image"), ("text", "--text"), ("stop_token_ids", "--stop-token-ids"),
+            ("seed", "--seed"))  # fmt: skip
+
+
+def _given(args: argparse.Namespace, dest: str):
+    """An option's value as given, URL_DEFAULTS' where it was not."""
+    value = getattr(args, dest, None)
+    return URL_DEFAULTS.get(dest) if value is None else value
+
+
+def _slo(args: argparse.Namespace) -> dict:
+    return {key: value for key, value in (("ttft_ms", args.slo_ttft_ms), ("tpot_ms", args.slo_tpot_ms),
+                                          ("e2e_ms", args.slo_e2e_ms)) if value is not None}  # fmt: skip
+
+
 def bench_role_vars(args: argparse.Namespace) -> dict:
-    """The bench role's variables for the load options given on the command line."""
+    """The bench role's variables (extra vars, over the inventory's) for the load options given on the
+    command line, and for those only: an option not given leaves the inventory's setting as it is."""
     given = {
+        "bench_model": args.model,
         "bench_concurrency": numbers(args.concurrency, int) if args.concurrency else None,
         "bench_rate": numbers(args.rate) if args.rate else None,
         "bench_endpoint": args.endpoint,
-        "bench_stream": not args.no_stream,
+        "bench_stream": args.stream,
         "bench_arrival": args.arrival,
         "bench_requests": args.requests,
         "bench_input_tokens": args.input_tokens,
         "bench_output_tokens": args.output_tokens,
         "bench_warmup": args.warmup,
-        "bench_timeout": args.timeout_per_request,
+        # The role's bench_timeout is whole seconds.
+        "bench_timeout": math.ceil(args.timeout_per_request)
+        if args.timeout_per_request is not None
+        else None,
+        # Extra vars replace the inventory's bench_slo whole: the limits given are the ones that apply.
+        "bench_slo": _slo(args) or None,
         "bench_backend": getattr(args, "backend", None),
         "bench_dataset": dataset_path(args),
         "bench_dest": str(Path(args.out).resolve()) if getattr(args, "out", None) else None,
     }
+    # The role runs a rate sweep when bench_rate is set: a sweep given here replaces the inventory's of
+    # either kind.
     if args.rate:
         given["bench_concurrency"] = []
+    if args.concurrency:
+        given["bench_rate"] = []
     return {key: value for key, value in given.items() if value is not None}
 
 
@@ -65,30 +101,28 @@ def api_key(args: argparse.Namespace) -> str:
 def benchmark_params(args: argparse.Namespace) -> dict:
     """run_benchmark's parameters (the llm_benchmark module's options, and the command line's own)
     for the options given with --url."""
-    slo = {key: value for key, value in (("ttft_ms", args.slo_ttft_ms), ("tpot_ms", args.slo_tpot_ms),
-                                         ("e2e_ms", args.slo_e2e_ms)) if value is not None}  # fmt: skip
     return {
         "url": args.url,
         "model": args.model,
-        "endpoint": args.endpoint,
-        "stream": not args.no_stream,
+        "endpoint": _given(args, "endpoint"),
+        "stream": _given(args, "stream"),
         "concurrency": numbers(args.concurrency, int) if args.concurrency else [],
         "rate": numbers(args.rate) if args.rate else [],
-        "arrival": args.arrival,
-        "requests": args.requests,
-        "input_tokens": args.input_tokens,
-        "output_tokens": args.output_tokens,
+        "arrival": _given(args, "arrival"),
+        "requests": _given(args, "requests"),
+        "input_tokens": _given(args, "input_tokens"),
+        "output_tokens": _given(args, "output_tokens"),
         "dataset": args.dataset,
-        "warmup": args.warmup,
-        "slo": slo,
-        "timeout": args.timeout_per_request,
+        "warmup": _given(args, "warmup"),
+        "slo": _slo(args),
+        "timeout": _given(args, "timeout_per_request"),
         "api_key": api_key(args),
         "dest": args.out or str(collection.project_root() / "reports" / "bench" / "latest"),
-        "seed": args.seed,
+        "seed": _given(args, "seed"),
         "max_concurrency": args.max_concurrency,
         "ignore_eos": not args.no_ignore_eos,
         "image": args.image,
-        "text": args.text,
+        "text": _given(args, "text"),
         "stop_token_ids": args.stop_token_ids,
     }
 
@@ -115,6 +149,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
         # needed, and ansible-runner records the whole environment in its artifacts (command): drop it.
         for name in {API_KEY_ENV, getattr(args, "api_key_env", None) or API_KEY_ENV}:
             os.environ.pop(name, None)
+        ignored = [option for dest, option in URL_ONLY if getattr(args, dest, None) not in (None, False)]
+        if ignored:
+            raise ValueError(
+                f"{', '.join(ignored)} apply with --url only: the bench role (the inventory's bench) has no"
+                " such setting; drop them, or benchmark the server from here with --url and --model"
+            )
         return run_stage(STAGES["bench"], args, bench_role_vars(args), print_reports=True)
     if getattr(args, "backend", None) == "vllm":
         raise ValueError(

@@ -208,36 +208,35 @@ def build_parser() -> argparse.ArgumentParser:
         "bench",
         parents=[options],
         help="benchmark an OpenAI-compatible server (TTFT, TPOT, ITL, throughput)",
-        description="With --url and --model: the load generator, from here. Without --url: bench.yml, "
-        "the served model of the inventory (-i), with the load options given here.",
+        description="With --url and --model: the load generator, from here. Without --url: bench.yml on"
+        " the served model of the inventory (-i): its bench_* settings, over which only the load options"
+        " given here win.",
     )
+    # Load options default to None: with -i, only those given override the inventory's bench_* (the role's
+    # defaults are the rest); with --url, those not given take bench_commands.URL_DEFAULTS (the same values).
     bench.add_argument("--url", help="server base URL, for example http://127.0.0.1:8000")
-    bench.add_argument("--model", help="model name the server serves (with --url)")
-    bench.add_argument("--endpoint", choices=("chat", "completions"), default="chat")
-    bench.add_argument("--no-stream", action="store_true", help="ask for whole answers (TTFT = E2E)")
+    bench.add_argument("--model", help="model name the server serves (with an inventory: bench_model)")
+    bench.add_argument("--endpoint", choices=("chat", "completions"), help="API (default chat)")
+    bench.add_argument(
+        "--stream",
+        action=argparse.BooleanOptionalAction,
+        help="stream the answers (default); --no-stream asks for whole answers (TTFT = E2E)",
+    )
     load = bench.add_mutually_exclusive_group()
-    load.add_argument("--concurrency", help="requests in flight, or a sweep: 1,4,16,64")
+    load.add_argument("--concurrency", help="requests in flight, or a sweep: 1,4,16,64 (default 1,4,16)")
     load.add_argument("--rate", help="requests per second, or a sweep: 1,2,4")
-    bench.add_argument("--arrival", choices=("poisson", "constant"), default="poisson", help="with --rate")
-    bench.add_argument("--max-concurrency", type=int, help="with --rate: at most this many in flight")
-    bench.add_argument("--requests", type=int, default=100, help="requests per level (default 100)")
-    bench.add_argument("--input-tokens", type=int, default=128, help="synthetic prompt length (words)")
-    bench.add_argument("--output-tokens", type=int, default=128, help="max_tokens of each request")
-    bench.add_argument("--no-ignore-eos", action="store_true", help="let the model stop before max_tokens")
+    bench.add_argument("--arrival", choices=("poisson", "constant"), help="with --rate (default poisson)")
+    bench.add_argument("--requests", type=int, help="requests per level (default 100)")
+    bench.add_argument("--input-tokens", type=int, help="synthetic prompt length in words (default 128)")
+    bench.add_argument("--output-tokens", type=int, help="max_tokens of each request (default 128)")
     bench.add_argument(
         "--dataset",
         help="JSONL file of prompts ('prompt' or 'messages', 'max_tokens', 'ignore_eos'); with --backend"
         " vllm, a file in the serving container ('prompt' lines: vllm bench serve's custom dataset)",
     )
-    bench.add_argument("--image", help="send this image (base64) with --text: multimodal chat requests")
-    bench.add_argument("--text", default="What is in the image?", help="the text beside --image")
-    bench.add_argument(
-        "--stop-token-ids", type=int, nargs="+", help="stop_token_ids (InternVL: 0 92543 92542)"
-    )
-    bench.add_argument("--warmup", type=int, default=2, help="requests sent first and not counted")
-    bench.add_argument("--seed", type=int, default=0)
-    bench.add_argument("--request-timeout", dest="timeout_per_request", type=float, default=600,
-                       help="seconds one request may take")  # fmt: skip
+    bench.add_argument("--warmup", type=int, help="requests sent first and not counted (default 2)")
+    bench.add_argument("--request-timeout", dest="timeout_per_request", type=float,
+                       help="seconds one request may take (default 600)")  # fmt: skip
     bench.add_argument("--slo-ttft-ms", type=float, help="goodput: TTFT at most this")
     bench.add_argument("--slo-tpot-ms", type=float, help="goodput: TPOT at most this")
     bench.add_argument("--slo-e2e-ms", type=float, help="goodput: E2E latency at most this")
@@ -247,15 +246,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="without --url: the bench role's bench_backend (vllm: vllm bench serve in the container)",
     )
     bench.add_argument(
+        "--out", help="report folder (default reports/bench/latest; with an inventory: the role's bench_dest)"
+    )
+    url_only = bench.add_argument_group("with --url only (the bench role has no such setting)")
+    url_only.add_argument("--max-concurrency", type=int, help="with --rate: at most this many in flight")
+    url_only.add_argument("--no-ignore-eos", action="store_true", help="let the model stop before max_tokens")
+    url_only.add_argument("--image", help="send this image (base64) with --text: multimodal chat requests")
+    url_only.add_argument("--text", help="the text beside --image (default 'What is in the image?')")
+    url_only.add_argument(
+        "--stop-token-ids", type=int, nargs="+", help="stop_token_ids (InternVL: 0 92543 92542)"
+    )
+    url_only.add_argument("--seed", type=int, help="the synthetic prompts' random seed (default 0)")
+    bench.add_argument(
         "--api-key-env",
         metavar="NAME",
-        default=bench_commands.API_KEY_ENV,
         help=f"with --url: the environment variable holding the server's API key (default"
         f" {bench_commands.API_KEY_ENV}); the key itself is never an option. With an inventory:"
         " serve_api_key, in its Vault",
-    )
-    bench.add_argument(
-        "--out", help="report folder (default reports/bench/latest; with an inventory: the role's bench_dest)"
     )
     bench.set_defaults(func=bench_commands.cmd_bench)
     return parser

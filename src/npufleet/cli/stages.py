@@ -234,6 +234,10 @@ def run_stage(
         # The gate before a job: what it read on every node, NPU by check (a refusal prints it too).
         for gate in result.module_results("job_gate_report"):
             print(gate.result.get("msg", ""), flush=True)
+        # A check run's benchmark sends nothing: it says what it would send.
+        if args.check:
+            for plan in result.module_results("llm_benchmark"):
+                print(plan.result.get("msg", ""), flush=True)
         if print_reports:
             for path in result.reports:
                 if path.endswith(".md") and Path(path).is_file():

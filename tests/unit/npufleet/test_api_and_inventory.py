@@ -130,7 +130,7 @@ def runner_calls(monkeypatch, tmp_path):
         return _Runner(tmp_path)
 
     monkeypatch.setattr(runner.ansible_runner, "run", fake_run)
-    (tmp_path / "hosts.yml").write_text("all: {}\n")
+    (tmp_path / "hosts.yml").write_text("all:\n  children:\n    npu_nodes:\n      hosts:\n        node1:\n")
     return calls, tmp_path / "hosts.yml"
 
 

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from npufleet.api import run_playbook
 from npufleet.cli.stages import extra_vars, since_epoch
@@ -337,6 +338,105 @@ def test_bench_options_for_the_inventory_path_and_backend_vllm_needs_one(tmp_pat
         done.returncode == 2
         and "--backend vllm runs vllm bench serve in the serving container" in done.stderr
     )
+
+
+def bench_args(*options: str):
+    from npufleet.cli import build_parser  # noqa: PLC0415
+
+    return build_parser().parse_args(["bench", *options])
+
+
+@pytest.mark.parametrize(
+    ("options", "sent"),
+    [
+        ((), {}),
+        (("--requests", "5"), {"bench_requests": 5}),
+        (("--no-stream",), {"bench_stream": False}),
+        (("--stream",), {"bench_stream": True}),
+        (("--endpoint", "completions"), {"bench_endpoint": "completions"}),
+        (("--arrival", "constant"), {"bench_arrival": "constant"}),
+        (("--input-tokens", "64", "--output-tokens", "32"),
+         {"bench_input_tokens": 64, "bench_output_tokens": 32}),
+        (("--warmup", "0"), {"bench_warmup": 0}),
+        (("--request-timeout", "2.5"), {"bench_timeout": 3}),  # the role's bench_timeout is whole seconds
+        (("--model", "tiny"), {"bench_model": "tiny"}),
+        (("--slo-ttft-ms", "500"), {"bench_slo": {"ttft_ms": 500.0}}),
+        # A sweep given replaces the inventory's sweep of either kind (the role runs bench_rate when set).
+        (("--concurrency", "1,4"), {"bench_concurrency": [1, 4], "bench_rate": []}),
+        (("--rate", "2"), {"bench_rate": [2.0], "bench_concurrency": []}),
+    ],
+)  # fmt: skip
+def test_bench_through_the_inventory_sends_only_the_options_given(options, sent):
+    # Issue 21: every default was sent as an extra var, over the inventory (bench_requests: 5 ran 100).
+    from npufleet.cli import bench  # noqa: PLC0415
+
+    assert bench.bench_role_vars(bench_args(*options)) == sent
+
+
+def test_bench_with_url_takes_the_bench_roles_defaults_for_the_options_not_given():
+    from npufleet.cli import bench  # noqa: PLC0415
+
+    role = yaml.safe_load((Path(__file__).resolve().parents[3] / "roles/bench/defaults/main.yml").read_text())
+    params = bench.benchmark_params(
+        bench_args("--url", "http://127.0.0.1:9", "--model", "m", "--concurrency", "1")
+    )
+    for option in ("endpoint", "stream", "arrival", "requests", "input_tokens", "output_tokens", "warmup",
+                   "timeout"):  # fmt: skip
+        assert params[option] == role[f"bench_{option}"], option
+    assert (params["seed"], params["text"], params["ignore_eos"]) == (0, "What is in the image?", True)
+    given = bench.benchmark_params(bench_args("--url", "http://127.0.0.1:9", "--model", "m", "--rate", "2",
+                                              "--requests", "7", "--no-stream", "--seed", "4"))  # fmt: skip
+    assert (given["requests"], given["stream"], given["seed"], given["concurrency"]) == (7, False, 4, [])
+
+
+def test_bench_through_the_inventory_refuses_the_options_only_url_has():
+    done = run("bench", "-i", "/nonexistent/hosts.yml", "--seed", "3", "--no-ignore-eos")
+    assert done.returncode == 2
+    assert (
+        "npufleet: --no-ignore-eos, --seed apply with --url only: the bench role (the inventory's bench) has"
+        " no such setting; drop them, or benchmark the server from here with --url and --model"
+    ) in " ".join(done.stderr.split())
+
+
+def test_bench_through_the_inventory_runs_its_settings_and_check_mode_sends_nothing(tmp_path):
+    """A real run of bench.yml (npufleet bench -i) on a node that is this machine, against the synthetic
+    server: the inventory's settings apply, an option given wins over its one setting, and --check
+    exits 0 saying what would run, with the server gone."""
+    from tests.unit.plugins.plugin_utils.test_bench import socket_port, synthetic_server  # noqa: PLC0415
+
+    inventory = tmp_path / "hosts.yml"
+
+    def write_inventory(url: str) -> None:
+        node = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}
+        settings = {"bench_url": url, "bench_model": "synthetic", "bench_requests": 3,
+                    "bench_concurrency": [2], "bench_warmup": 0, "bench_input_tokens": 4,
+                    "bench_output_tokens": 3, "bench_node_readings": False,
+                    "bench_dest": str(tmp_path / "inventory")}  # fmt: skip
+        inventory.write_text(yaml.safe_dump({"all": {"children": {"npu_nodes": {"hosts": {"node1": node}}},
+                                                      "vars": settings}}))  # fmt: skip
+
+    def levels(folder: str) -> list:
+        report = json.loads((tmp_path / folder / "bench.json").read_text())
+        return [(run["mode"], run["level"], run["summary"]["completed"]) for run in report["runs"]]
+
+    with synthetic_server(ttft_ms=1, itl_ms=1) as port:
+        write_inventory(f"http://127.0.0.1:{port}")
+        settings = run("bench", "-i", str(inventory))
+        given = run("bench", "-i", str(inventory), "--requests", "2", "--out", str(tmp_path / "given"))
+    assert settings.returncode == 0, settings.stdout + settings.stderr
+    assert levels("inventory") == [("concurrency", 2, 3)]  # not the CLI's 100 requests at 1, 4 and 16
+    assert given.returncode == 0, given.stdout + given.stderr
+    assert levels("given") == [("concurrency", 2, 2)]
+    write_inventory(f"http://127.0.0.1:{socket_port()}")  # nothing answers there
+    (tmp_path / "inventory").rename(tmp_path / "before")
+    checked = run("bench", "-i", str(inventory), "--check")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert (
+        "check mode: would benchmark model 'synthetic' at http://127.0.0.1:" in checked.stdout
+        and "from the controller: concurrency 2, 3 requests a level after 0 warm-up" in checked.stdout
+    )
+    assert "would change on node1: Benchmark the server from the controller" in checked.stderr
+    assert not (tmp_path / "inventory").exists()  # no report written
 
 
 FAILURE_LOGS = Path(__file__).resolve().parents[2] / "data" / "failure_logs"

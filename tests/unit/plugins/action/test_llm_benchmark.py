@@ -88,8 +88,19 @@ def test_the_action_fails_when_every_request_failed_and_checks_its_arguments(tmp
     both = adhoc({"url": "http://127.0.0.1:9", "model": "m", "concurrency": [1], "rate": [1.0], "dest": "x"})
     assert "parameters are mutually exclusive: concurrency|rate" in both.stdout + both.stderr
     params = {"url": "http://127.0.0.1:9", "model": "m", "concurrency": [1], "dest": str(tmp_path / "c")}
+    # Check mode sends nothing and writes no report: it checks the options as a run would, and says
+    # what would run (changed: a run writes its report).
     checked = adhoc(params, "--check")
-    assert "SKIPPED" in checked.stdout and not (tmp_path / "c").exists()
+    assert "CHANGED" in checked.stdout and not (tmp_path / "c").exists()
+    assert (
+        "check mode: would benchmark model 'm' at http://127.0.0.1:9 from the controller: concurrency 1,"
+        " 100 requests a level after 2 warm-up, synthetic prompts of 128 words, up to 128 tokens each (chat"
+        " endpoint, streamed)"
+    ) in checked.stdout
+    missing = adhoc(params | {"dataset": str(tmp_path / "prompts.jsonl")}, "--check")
+    assert "FAILED" in missing.stdout and f"{tmp_path / 'prompts.jsonl'}" in missing.stdout
+    refused = adhoc(params | {"concurrency": [0]}, "--check")
+    assert "FAILED" in refused.stdout and "every concurrency must be at least 1, got [0]" in refused.stdout
 
 
 def test_backend_vllm_goes_to_the_module_and_needs_a_container(tmp_path):

@@ -144,3 +144,18 @@ def test_a_dataset_in_the_container_replaces_the_random_one(docker, tmp_path, ca
                                 result_file="r.json").split()  # fmt: skip
     assert random[random.index("--dataset-name") + 1] == "random" and "--dataset-path" not in random
     assert random[random.index("--random-input-len") + 1] == "128"
+
+
+def test_check_mode_says_what_would_run_for_either_backend():
+    params = {"url": "http://127.0.0.1:8000", "model": "/models/q", "backend": "vllm", "container": "llm",
+              "endpoint": "completions", "stream": False, "concurrency": [], "rate": [0.5, 2.0],
+              "arrival": "constant", "requests": 10, "input_tokens": 64, "output_tokens": 16,
+              "dataset": "/workspace/p.jsonl", "warmup": 2, "dest": "/tmp/npufleet-bench/"}  # fmt: skip
+    assert llm_benchmark.check_mode_result(params) == {
+        "changed": True,
+        "msg": "check mode: would benchmark model '/models/q' at http://127.0.0.1:8000 with vllm bench serve"
+        " in the container llm: request rates 0.5, 2 per second (constant arrivals), 10 requests a level,"
+        " the prompts of /workspace/p.jsonl, up to 16 tokens each (completions endpoint, not streamed); the"
+        " report into /tmp/npufleet-bench on the node. Nothing was sent: whether the server answers is known"
+        " only when the benchmark runs.",
+    }
