@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[4]
 BIN = Path(sys.executable).parent
 # The project's own list, as fleet_defaults gives it to serve and train.
 PATTERNS = yaml.safe_load((ROOT / "roles/fleet_defaults/defaults/main.yml").read_text())[
-    "npufleet_secret_env_names"
+    "npufleet_sensitive_env_names"
 ]
 
 SECRET_NAMES = [
