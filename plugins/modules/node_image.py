@@ -104,6 +104,13 @@ options:
     description: Fail before getting the image when the engine's storage has less free space than this.
     type: float
     default: 0
+  stall_timeout:
+    description:
+      - Docker only; seconds a pull may go without a progress line from the engine before the attempt
+        is given up (as a network failure, so retried). A registry that stops answering mid-pull
+        otherwise holds the pull for as long as the engine's own connection lasts.
+    type: int
+    default: 60
 attributes:
   check_mode:
     support: full
@@ -354,40 +361,28 @@ class Docker(Engine):
             return None
         return found
 
-    @contextlib.contextmanager
-    def throwaway_config(self):
-        """An empty client configuration folder for one anonymous pull, removed after it: the node's own
-        logins (~/.docker/config.json) are neither read nor sent."""
-        config = tempfile.mkdtemp(prefix="npufleet-docker-config-")
+    def api_pull(self, reference: str, auth: str | None) -> None:
+        """Pull through the engine's API: a login goes in the request's header (``docker login`` would
+        write it in a file, left behind if the run is killed), the engine is given up on after
+        O(stall_timeout) seconds without a progress line, and a killed module closes the connection,
+        which makes the engine drop the pull (a `docker pull` child would go on alone)."""
         try:
-            os.chmod(config, 0o700)
-            yield config
-        finally:
-            shutil.rmtree(config, ignore_errors=True)
+            docker_api.pull(reference, auth, docker_api.engine_socket(), timeout=self.params["stall_timeout"])
+        except docker_api.EngineError as error:
+            raise ImageFailure(classify_failure(str(error)), str(error)) from error
 
     def pull(self, ref: str, source_ref: str, registry: str) -> None:
         username, password = self.params["username"], self.params["password"]
+        login = None
         if username and password:
-            # By the engine's API, the login in a request header: `docker login` would write it in a
-            # config file, left on the node if the run is killed during the pull.
-            try:
-                docker_api.pull(
-                    source_ref,
-                    docker_api.registry_auth_header(username, password, registry),
-                    docker_api.engine_socket(),
-                )
-            except docker_api.EngineError as error:
-                raise ImageFailure(classify_failure(str(error)), str(error)) from error
-        else:
-            with self.throwaway_config() as config:
-                self.run([self.docker, "--config", config, "pull", "--quiet", source_ref])
+            login = docker_api.registry_auth_header(username, password, registry)
+        self.api_pull(source_ref, login)
         if source_ref != ref:
             self.run([self.docker, "tag", source_ref, ref])
 
     def pull_plain(self, relayed: str) -> None:
         # No login: the relay logged in to the registry.
-        with self.throwaway_config() as config:
-            self.run([self.docker, "--config", config, "pull", "--quiet", relayed])
+        self.api_pull(relayed, None)
 
     def retag(self, relayed: str, ref: str) -> None:
         self.run([self.docker, "tag", relayed, ref])
@@ -535,6 +530,9 @@ class ImageManager:
         problems = check_reference(self.name, self.tag, self.digest)
         if self.params["retries"] < 0 or self.params["backoff"] < 0:
             problems.append("retries and backoff must not be negative")
+        stall = self.params["stall_timeout"]
+        if stall <= 0:
+            problems.append(f"stall_timeout must be a number of seconds above 0 (got {stall})")
         relay = self.params["relay"] or ""
         if self.params["source"] == "relay" and not re.match(r"^\[?[\w.:-]+\]?:\d{1,5}$", relay):
             problems.append(f"relay {relay!r} is not host:port")
@@ -629,6 +627,7 @@ def main():
             "retries": {"type": "int", "default": 3},
             "backoff": {"type": "float", "default": 2.0},
             "min_free_gib": {"type": "float", "default": 0},
+            "stall_timeout": {"type": "int", "default": 60},
         },
         required_if=[
             ("source", "archive", ["path"]),

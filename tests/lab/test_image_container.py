@@ -211,6 +211,29 @@ def test_each_pull_failure_has_its_own_message(lab_inventory):
     assert image_id(NODES[0], workload_ref(lab_inventory)) == ""
 
 
+def test_a_registry_that_stops_answering_fails_the_pull_within_the_stall_timeout(lab_inventory):
+    """The registry frozen (paused: its connections stay open, nothing comes back): the attempt is given
+    up after image_pull_stall_timeout seconds without progress, not after the engine's own minutes."""
+    forget_images(NODES[0])
+    frozen = registry_container()
+    frozen.pause()
+    try:
+        started = time.monotonic()
+        message = _fails_with(
+            lab_inventory, {"image_pull_stall_timeout": 8, "image_pull_retries": 0},
+            "the registry cannot be reached (unreachable)",
+        )  # fmt: skip
+        took = time.monotonic() - started
+    finally:
+        frozen.unpause()
+    print(f"frozen registry: failed after {took:.1f} s: {message}")
+    assert "the engine sent nothing for 8 s" in message
+    assert took < 40
+    # The connection closed, the engine dropped the pull: a new one works at once.
+    again = run_playbook("image.yml", lab_inventory, limit=NODES[0])
+    assert again.succeeded, again.first_failure()
+
+
 def test_offline_load_from_a_tarball_on_the_controller(lab_inventory, tmp_path):
     client = docker.from_env()
     local = registry.build_workload(client)
