@@ -55,6 +55,21 @@ def train_asset_parents(assets) -> list[str]:
     return parents
 
 
+def train_asset_host_paths(assets, work_dir: str) -> dict:
+    """Where each asset goes on the node, named ``train_assets[index].dest``, for the host path checks
+    (filter host_path_problems): a symlink in the work dir must not lead an asset into a system folder."""
+    base = str(work_dir).rstrip("/")
+    return {
+        f"train_assets[{index}].dest": f"{base}/{str(entry.get('dest', '')).strip('/')}"
+        for index, entry in enumerate(assets or [])
+        if isinstance(entry, dict)
+    }
+
+
 class FilterModule:
     def filters(self):
-        return {"train_asset_problems": train_asset_problems, "train_asset_parents": train_asset_parents}
+        return {
+            "train_asset_problems": train_asset_problems,
+            "train_asset_parents": train_asset_parents,
+            "train_asset_host_paths": train_asset_host_paths,
+        }

@@ -386,7 +386,7 @@ def image_on_nodes(lab_inventory):
 
 def test_npu_container_maps_devices_and_is_idempotent(image_on_nodes):
     inventory = image_on_nodes
-    node_exec(NODES[0], "mkdir -p /home/ma-user/ws/code && touch /home/ma-user/ws/code/train.py")
+    node_exec(NODES[0], "rm -rf /home/ma-user/ws")
     result = run_playbook("container.yml", inventory)
     assert result.succeeded, result.first_failure()
     state = container_state(NODES[0])
@@ -405,13 +405,13 @@ def test_npu_container_maps_devices_and_is_idempotent(image_on_nodes):
         assert mounts[path] == path
     assert mounts["/usr/slog"] == "/var/log/npu"
     assert mounts["/workspace"] == "/home/ma-user/ws"
-    # Checked from inside: npu-smi sees 8 NPUs, the work dir belongs to ma-user.
+    # Checked from inside: npu-smi sees 8 NPUs, the work dir the role made belongs to ma-user (the
+    # folder above it, which the node had, stays root's).
     code, output = node_exec(NODES[0], "docker exec npufleet-workload npu-smi info -l")
     assert code == 0 and "Total Count                    : 8" in output
-    owner = node_exec(NODES[0], "docker exec npufleet-workload stat -c '%u:%g %U' /workspace/code/train.py")[
-        1
-    ]
+    owner = node_exec(NODES[0], "docker exec npufleet-workload stat -c '%u:%g %U' /workspace")[1]
     assert owner == "1000:1000 ma-user"
+    assert node_exec(NODES[0], "stat -c '%u:%g' /home/ma-user") == (0, "0:0")
 
     again = run_playbook("container.yml", inventory)
     assert again.succeeded and all(again.hosts[name].changed == 0 for name in NODES)
@@ -435,6 +435,55 @@ def test_npu_container_maps_devices_and_is_idempotent(image_on_nodes):
     )
     listing = node_exec(NODES[0], "docker exec npufleet-workload npu-smi info")[1]
     assert "| 2     910B3" in listing and "| 5     910B3" in listing and "| 0     910B3" not in listing
+
+
+def owners(name: str, *paths: str) -> list[str]:
+    return node_exec(name, f"stat -c '%u:%g %a' {' '.join(paths)}")[1].splitlines()
+
+
+def test_npu_container_gives_away_only_the_work_dir_it_made_or_is_named(image_on_nodes):
+    """A missing work dir is made ma-user's (the folders above it root's); an existing one keeps its
+    owner, with a WARNING, until npu_container_chown_work_dir names it."""
+    node = NODES[0]
+    node_exec(node, "rm -rf /data/npufleet-made /data/npufleet-kept")
+    made = {"npu_container_host_work_dir": "/data/npufleet-made/ws"}
+    result = run_playbook("container.yml", image_on_nodes, extravars=made, limit=node)
+    assert result.succeeded, result.first_failure()
+    assert owners(node, "/data/npufleet-made", "/data/npufleet-made/ws") == ["0:0 755", "1000:1000 755"]
+
+    kept_dir = "/data/npufleet-kept"
+    node_exec(node, f"mkdir -p {kept_dir}/code && touch {kept_dir}/code/train.py && chmod 700 {kept_dir}")
+    kept = {"npu_container_host_work_dir": kept_dir}
+    events: list[dict] = []
+    result = run_playbook("container.yml", image_on_nodes, extravars=kept, limit=node, on_event=events.append)
+    assert result.succeeded, result.first_failure()
+    assert owners(node, kept_dir, f"{kept_dir}/code/train.py") == ["0:0 700", "0:0 644"]
+    warning = (
+        f"WARNING: npu_container_host_work_dir {kept_dir} was there already, so it was left as it is, though"
+        f" {kept_dir} is not 1000:1000's"
+    )
+    said = [str(event.get("event_data", {}).get("res", {}).get("msg", "")) for event in events]
+    hint = f"set npu_container_chown_work_dir: {kept_dir}"
+    assert any(warning in msg and msg.endswith(hint) for msg in said)
+
+    named = kept | {"npu_container_chown_work_dir": f"{kept_dir}/"}
+    result = run_playbook("container.yml", image_on_nodes, extravars=named, limit=node)
+    assert result.succeeded, result.first_failure()
+    assert owners(node, kept_dir, f"{kept_dir}/code/train.py") == ["1000:1000 700", "1000:1000 644"]
+    assert "Give the work dir and everything in it" in " ".join(result.hosts[node].changed_tasks)
+    again = run_playbook("container.yml", image_on_nodes, extravars=named, limit=node)
+    assert again.succeeded and again.hosts[node].changed == 0
+    node_exec(node, "docker rm -f npufleet-workload; rm -rf /data/npufleet-made /data/npufleet-kept")
+
+
+@pytest.mark.parametrize("check", [False, True], ids=["run", "check"])
+def test_host_paths_that_would_hand_the_system_away_are_refused(image_on_nodes, check):
+    """/, /usr/local, /etc, ws, '..', symlinks into /usr, a file, an extra volume from /etc, and the train,
+    serve and teardown work dirs: each refused with its message, and /usr/local, /etc and / as they were.
+    The image is on the node, so a path that got past the checks would be given away for real."""
+    playbook = str(ROOT / "tests/playbooks/host_paths_bad_input.yml")
+    result = run_playbook(playbook, image_on_nodes, limit=NODES[0], check=check)
+    assert result.succeeded, result.first_failure()
 
 
 def nodes_manager_devices() -> list[str]:

@@ -28,7 +28,9 @@ def test_npu_smi_inside_lists_the_mapped_npus(host):
     assert "Total Count                    : 4" in output
 
 
-def test_work_dir_belongs_to_ma_user(host):
+def test_work_dir_the_role_made_belongs_to_ma_user(host):
+    # The lab's nodes have /home/ma-user but no work dir: the role made it, and only it is ma-user's.
     work_dir = host.file("/home/ma-user/ws")
     assert (work_dir.uid, work_dir.gid) == (1000, 1000)
+    assert (host.file("/home/ma-user").uid, host.file("/home/ma-user").gid) == (0, 0)
     assert host.check_output("docker exec npufleet-workload stat -c %U /workspace") == "ma-user"

@@ -99,7 +99,8 @@ def _npus(node: _Target) -> str:
 
 def _disk(node: _Target) -> str:
     size_mb = int(node.value or "64")
-    exec_in(node.container, ["mkdir", "-p", WORK_DIR])
+    # Made as the npu_container role makes it, so that a later container run finds it the same.
+    exec_in(node.container, ["install", "-d", "-o", "1000", "-g", "1000", "-m", "0755", WORK_DIR])
     exec_in(
         node.container,
         ["mount", "-t", "tmpfs", "-o", f"size={size_mb}m,mode=0755", "npufleet-lab-disk", WORK_DIR],

@@ -32,6 +32,7 @@ from npufleet.lab.containers import (
 log = logging.getLogger(__name__)
 
 STATE_PATH = "/var/lib/npufleet-lab/state.json"
+# The default work dir; not made by up: the npu_container role makes it, as on a new server.
 WORK_DIR = "/home/ma-user/ws"
 FLAVOURS = ("full", "bare")
 NODE_LABEL = "npufleet.lab.node"
@@ -203,7 +204,6 @@ def up(
         # Each node its own NPU addresses: the node number is their host part.
         node = int(container.labels[NODE_LABEL])
         write_state(container, state if node == 1 else npu_state.initial_state(chip, npus, node=node))
-        exec_in(container, ["mkdir", "-p", WORK_DIR])
     lab_registry = None
     if with_registry:
         lab_registry = registry.ensure(client, lab, network.name)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ansible_collections.npufleet.ascend.plugins.filter.train_assets import (
+    train_asset_host_paths,
     train_asset_parents,
     train_asset_problems,
 )
@@ -40,3 +41,12 @@ def test_asset_parents_in_order():
     assets = [{"dest": "models/a/b"}, {"dest": "data/lab"}, {"dest": "models/c"}, {"dest": "code"}]
     assert train_asset_parents(assets) == ["models", "models/a", "data"]
     assert train_asset_parents([]) == []
+
+
+def test_asset_host_paths_name_each_dest():
+    assets = [{"dest": "models/a/"}, "text", {"dest": "code"}]
+    assert train_asset_host_paths(assets, "/home/ma-user/ws/") == {
+        "train_assets[0].dest": "/home/ma-user/ws/models/a",
+        "train_assets[2].dest": "/home/ma-user/ws/code",
+    }
+    assert train_asset_host_paths([], "/data/ws") == {}
