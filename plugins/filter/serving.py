@@ -1,13 +1,16 @@
 # Copyright: npufleet contributors
 # Apache License 2.0
 """Filters for the serve role: vLLM's command line from variables, the checks the manual's FAQ asks
-for before launch, and MindIE's multi-node config.json and rank table."""
+for before launch, the address the server listens on and the one its URL names, and MindIE's
+multi-node config.json and rank table."""
 
 from __future__ import annotations
 
 import copy
 import csv
+import ipaddress
 import json
+import re
 from functools import cache
 from pathlib import Path
 
@@ -31,6 +34,12 @@ QUANTIZATION_COLUMNS = {
     "kv_int8": "kv_int8",
 }
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json", "vocab.json", "vocab.txt")
+# A host name (RFC 1123): dot-separated labels of letters, digits and inner hyphens, 253 characters at most.
+HOST_NAME = re.compile(
+    r"(?=.{1,253}\.?$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?"
+)
+# The addresses that mean every interface.
+WILDCARDS = ("0.0.0.0", "::")
 
 
 @cache
@@ -138,6 +147,49 @@ def serving_problems(
     return problems
 
 
+def listen_host_problems(host, var: str = "serve_host") -> list[str]:
+    """Why ``host`` cannot be the address a server listens on (empty when it can): it must be an IP
+    address or a host name, nothing more (no port, scheme, path or space)."""
+    text = "" if host is None else str(host)
+    try:
+        ipaddress.ip_address(text)
+        return []
+    except ValueError:
+        pass
+    # A name whose labels are all digits is a mistyped IPv4 address (RFC 3696: no all-numeric TLD).
+    if HOST_NAME.fullmatch(text) and not re.fullmatch(r"[0-9.]+", text):
+        return []
+    if not text.strip():
+        hint = "it is empty"
+    elif "://" in text:
+        hint = "drop the scheme: a URL is not an address"
+    elif re.fullmatch(r"\[?[0-9A-Fa-f:.]*\]?:[0-9]+|[^:/\s]+:[0-9]+", text):
+        hint = "drop the port: it goes in serve_port"
+    elif text.startswith("["):
+        hint = "drop the brackets around an IPv6 address"
+    else:
+        hint = "it is neither an IP address nor a host name"
+    return [
+        f"{var} must be an IP address or a host name to listen on (got {text!r}: {hint}): set it to this"
+        f" node's address (its default, npufleet_node_address), a host name of the node, or 0.0.0.0 to"
+        f" listen on every interface (then set serve_api_key)"
+    ]
+
+
+def url_host(host, wildcard: str = "127.0.0.1") -> str:
+    """The host part of a URL that reaches a server listening on ``host``: ``wildcard`` when it listens
+    on every interface (0.0.0.0, ::), an IPv6 address in brackets, else ``host`` itself."""
+    text = str(host).strip()
+    if text in WILDCARDS:
+        text = str(wildcard).strip()
+    try:
+        if ipaddress.ip_address(text).version == 6:
+            return f"[{text}]"
+    except ValueError:
+        pass
+    return text
+
+
 def mindie_config(settings: dict, base: dict | None = None) -> dict:
     """The MindIE config.json every container of a multi-node service shares: the manual's example
     with ipAddress / managementIpAddress = the master's address, multi-node on, TLS off unless asked,
@@ -186,6 +238,8 @@ class FilterModule:
         return {
             "vllm_args": vllm_args,
             "serving_problems": serving_problems,
+            "listen_host_problems": listen_host_problems,
+            "url_host": url_host,
             "mindie_config": mindie_config,
             "rank_table": rank_table,
         }

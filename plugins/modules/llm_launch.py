@@ -111,7 +111,8 @@ options:
     default: []
   url:
     description: With V(ready), the address that answers once the server is up (for example
-      C(http://127.0.0.1:8000/health)); requested from the node.
+      C(http://192.168.0.10:8000/health)); requested from the node, without a proxy when it is one of
+      the node's own addresses.
     type: str
   tail_lines:
     description: How many lines of the log's tail to return.
@@ -224,7 +225,6 @@ import json
 import os
 import time
 import urllib.error
-import urllib.request
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.npufleet.ascend.plugins.module_utils.docker_env import secret_env_file
@@ -237,6 +237,7 @@ from ansible_collections.npufleet.ascend.plugins.module_utils.launch_log import 
     tail,
     wrapper,
 )
+from ansible_collections.npufleet.ascend.plugins.module_utils.own_address import direct_opener
 
 
 def merged(*parts: dict) -> dict:
@@ -388,7 +389,7 @@ class LaunchManager:
 
     def answers(self, url: str) -> tuple:
         try:
-            with urllib.request.urlopen(url, timeout=5) as response:
+            with direct_opener(url).open(url, timeout=5) as response:
                 return 200 <= response.status < 300, f"HTTP {response.status}"
         except urllib.error.HTTPError as error:
             return False, f"HTTP {error.code}"

@@ -9,7 +9,8 @@ module: openai_gate
 short_description: Check that an OpenAI-compatible server lists its model and answers a chat completion
 description:
   - The serve role's health gates, after an OpenAI-compatible server (vLLM, LLaMA-Factory's API) answers
-    C(/health). Runs on the node, where the server listens (usually on C(127.0.0.1)).
+    C(/health). Runs on the node, and asks the server at the address it listens on (the node's own
+    address, or C(127.0.0.1) for a server that listens on every interface).
   - First C(GET {url}/v1/models), and checks that O(model) is one of the ids listed (C(data[].id)).
   - Then C(POST {url}/v1/chat/completions) with one user message of O(prompt) and O(max_tokens), and
     checks that a choice with a message came back.
@@ -24,7 +25,8 @@ author:
 options:
   url:
     description:
-      - Base URL of the server, without C(/v1), for example V(http://127.0.0.1:8000).
+      - Base URL of the server, without C(/v1), for example V(http://192.168.0.10:8000) or
+        V(http://127.0.0.1:8000).
       - A trailing C(/) or C(/v1) is dropped.
     type: str
     required: true
@@ -77,8 +79,9 @@ attributes:
     support: none
     description: It changes nothing.
 notes:
-  - Connects without a proxy to a loopback address (C(localhost), C(127.0.0.0/8), C(::1)), whatever
-    E(http_proxy) says; other addresses follow the proxy variables.
+  - Connects without a proxy to this node's own addresses (C(localhost), C(127.0.0.0/8), C(::1), and any
+    address of its interfaces, which it can bind), whatever E(http_proxy) says; other addresses follow
+    the proxy variables.
 """
 
 EXAMPLES = r"""
@@ -139,7 +142,6 @@ error:
 
 import base64
 import http.client
-import ipaddress
 import json
 import os
 import time
@@ -148,6 +150,7 @@ import urllib.parse
 import urllib.request
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.npufleet.ascend.plugins.module_utils.own_address import direct_opener
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 JPEG_MAGIC = b"\xff\xd8\xff"
@@ -169,16 +172,6 @@ def base_url(url: str) -> str:
     if url.endswith("/v1"):
         url = url[: -len("/v1")]
     return url
-
-
-def is_loopback(url: str) -> bool:
-    host = urllib.parse.urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def image_mime(name: str, head: bytes) -> str | None:
@@ -284,8 +277,7 @@ class OpenAIGate:
         self.url = base_url(self.params["url"])
         self.api_key = self.params["api_key"] or ""
         self.status: dict = {}
-        handlers = [urllib.request.ProxyHandler({})] if is_loopback(self.url) else []
-        self.opener = urllib.request.build_opener(*handlers)
+        self.opener = direct_opener(self.url)
 
     def run(self) -> dict:
         params = self.params

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import threading
 import time
 from pathlib import Path
@@ -72,12 +73,98 @@ def test_sft_lora_on_one_node(train_lab, reports):
     assert node_exec(NODES[0], "find /home/ma-user/ws ! -uid 1000 -o ! -gid 1000") == (0, "")
 
 
+def node_addresses(inventory: Path) -> dict[str, str]:
+    hosts = yaml.safe_load(inventory.read_text())["all"]["children"]["npu_nodes"]["hosts"]
+    return {name: hosts[name]["npufleet_node_address"] for name in NODES}
+
+
+# The processes of a training run: torchrun's agent (pt_elastic) and the ranks (python3).
+TRAINING_PROCESSES = ('"pt_elastic"', '"python3"', '"python"', '"torchrun"')
+
+
+def listeners_while(run) -> tuple[object, set[tuple[str, str, str]]]:
+    """``run()``'s result, and every TCP listener of the training processes on both nodes seen while
+    it ran (node, local address:port, process), from ss on the node (the containers share its network)."""
+    seen: set[tuple[str, str, str]] = set()
+    done = threading.Event()
+
+    def sample():
+        while not done.is_set():
+            for name in NODES:
+                _, listing = node_exec(name, "ss -ltnpH")
+                for line in listing.splitlines():
+                    fields = line.split()
+                    if (
+                        len(fields) >= 6
+                        and fields[5].startswith("users:")
+                        and any(process in fields[5] for process in TRAINING_PROCESSES)
+                    ):
+                        seen.add((name, fields[3], fields[5].split('"')[1]))
+            done.wait(1)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        return run(), seen
+    finally:
+        done.set()
+        sampler.join()
+
+
+def bridge_connect(node: str, image: str, address: str, port: int) -> str:
+    """A connection from a container on the node's own Docker bridge (not the job network) to
+    address:port: "connected", or the error."""
+    script = (
+        "import socket\ntry:\n"
+        f"    socket.create_connection(({address!r}, {port}), timeout=5); print('connected')\n"
+        "except OSError as error:\n    print(type(error).__name__)"
+    )
+    code, output = node_exec(
+        node, f"docker run --rm --network bridge --entrypoint python3 {image} -c {shlex.quote(script)}"
+    )
+    assert code == 0, output
+    return output.splitlines()[-1]
+
+
 def test_sft_lora_on_two_nodes_then_nothing_to_do(train_lab, reports):
-    result = train(train_lab, reports, train_force=True, **SFT_TWO)
+    result, listeners = listeners_while(lambda: train(train_lab, reports, train_force=True, **SFT_TWO))
     assert result.succeeded, result.first_failure()
-    inventory = yaml.safe_load(train_lab.read_text())["all"]["children"]["npu_nodes"]["hosts"]
-    addresses = {name: inventory[name]["npufleet_node_address"] for name in NODES}
+    addresses = node_addresses(train_lab)
     assert addresses[NODES[0]] != addresses[NODES[1]]
+    # What listened while it ran: torch's rendezvous store on every interface of the first node
+    # (torch binds it to ::, whatever MASTER_ADDR says), and the ranks' gloo listeners, each on its
+    # node's job address (GLOO_SOCKET_IFNAME); nothing else.
+    print("listeners:", sorted(listeners))
+    assert (NODES[0], "*:29500", "pt_elastic") in listeners
+    others = {(name, local) for name, local, _ in listeners if local != "*:29500"}
+    assert {name for name, _ in others} == set(NODES), listeners
+    assert all(local.rsplit(":", 1)[0] == addresses[name] for name, local in others), listeners
+    # So the first node lets only the job network reach that port: a listener there (the store has
+    # gone) answers node 2, not a container on node 1's own Docker bridge, which reaches another
+    # port listening on every interface.
+    _, rules = node_exec(NODES[0], "iptables -w -S")
+    assert "-A INPUT -p tcp -m tcp --dport 29500 -m comment --comment" in rules, rules
+    assert f"-A NPUFLEET-MASTER-PORT -s {addresses[NODES[1]]}/32 " in rules, rules
+    assert node_exec(NODES[1], "iptables -w -S | grep -c NPUFLEET ; true")[1] == "0"
+    # Over IPv6 (the store's socket is dual stack) only node 1 itself may reach it.
+    _, rules6 = node_exec(NODES[0], "ip6tables -w -S INPUT")
+    assert [line.split(" -m comment")[0] for line in rules6.splitlines() if "29500" in line] == [
+        "-A INPUT -i lo -p tcp -m tcp --dport 29500",
+        "-A INPUT -p tcp -m tcp --dport 29500",
+    ], rules6
+    image = yaml.safe_load(train_lab.read_text())["all"]["vars"]
+    image = f"{image['image_name']}:{image['image_tag']}"
+    for port in (29500, 29502):
+        node_exec(NODES[0], f"nohup python3 -m http.server {port} >/dev/null 2>&1 & sleep 1")
+    try:
+        reached = node_exec(
+            NODES[1], f"curl -s -o /dev/null -w '%{{http_code}}' http://{addresses[NODES[0]]}:29500/"
+        )
+        assert reached == (0, "200")
+        assert bridge_connect(NODES[0], image, addresses[NODES[0]], 29502) == "connected"
+        assert bridge_connect(NODES[0], image, addresses[NODES[0]], 29500) == "ConnectionRefusedError"
+    finally:
+        node_exec(NODES[0], "pkill -f 'http.server 2950[02]' ; true")
     for rank, name in enumerate(NODES):
         _, log = node_exec(name, f"cat /home/ma-user/ws/npufleet/logs/sft-two-rank{rank}.log")
         assert f"Process rank: {rank}, world size: 2" in log
@@ -272,6 +359,12 @@ def test_assets_from_git_with_lfs_pinned_and_pip_requirements(train_lab, reports
     assert again.succeeded and again.hosts[NODES[0]].changed == 0, again.hosts[NODES[0]].changed_tasks
 
 
+def listening_on(node: str, port: int) -> list[str]:
+    """The local addresses of the TCP listeners on ``port`` on the node (the containers share its network)."""
+    _, listing = node_exec(node, f"ss -ltnH 'sport = :{port}'")
+    return sorted(line.split()[3] for line in listing.splitlines())
+
+
 def serve(inventory: Path, **extravars):
     # The base model unless a test names an adapter (the lab inventory names site.yml's "sft" run).
     return run_playbook(
@@ -292,6 +385,11 @@ def test_serve_the_trained_adapter_pass_the_gates_and_benchmark_it(train_lab, re
                 "serve_adapter_path": "/workspace/output/sft-one"}  # fmt: skip
     first = serve(train_lab, **settings)
     assert first.succeeded, first.first_failure()
+    # LLaMA-Factory's API too listens on the node's own address (API_HOST), where the gates asked.
+    address = node_addresses(train_lab)[NODES[0]]
+    assert listening_on(NODES[0], 8100) == [f"{address}:8100"]
+    (gate,) = first.module_results("openai_gate")
+    assert gate.result["status"] == {"models": 200, "completion": 200}
     _, rendered = node_exec(NODES[0], "cat /home/ma-user/ws/npufleet/serve/lab-api.yaml")
     assert yaml.safe_load(rendered)["adapter_name_or_path"] == "/workspace/output/sft-one"
     again = serve(train_lab, **settings)
@@ -302,8 +400,7 @@ def test_serve_the_trained_adapter_pass_the_gates_and_benchmark_it(train_lab, re
         "bench_dest": str(tmp_path / "bench")})  # fmt: skip
     assert bench.succeeded, bench.first_failure()
     data = json.loads((tmp_path / "bench" / "bench.json").read_text())
-    inventory = yaml.safe_load(train_lab.read_text())["all"]["children"]["npu_nodes"]["hosts"]
-    assert data["config"]["url"] == f"http://{inventory[NODES[0]]['npufleet_node_address']}:8100"
+    assert data["config"]["url"] == f"http://{address}:8100"
     for run in data["runs"]:
         assert (run["summary"]["completed"], run["summary"]["failed"]) == (6, 0)
         assert run["summary"]["ttft_ms"]["p50"] > 0
@@ -331,6 +428,11 @@ def test_serve_the_trained_adapter_pass_the_gates_and_benchmark_it(train_lab, re
          "/workspace/output/never (no adapter_config.json) in container npufleet-inference"),
         ({"serve_engine": "llamafactory", "serve_adapter_path": "/workspace/output/never"},
          "/workspace/output/never (no adapter_config.json) in container npufleet-workload"),
+        ({"serve_host": "0.0.0.0:8000"},
+         "serve_host must be an IP address or a host name to listen on (got '0.0.0.0:8000': drop the port"),
+        # A documentation address (RFC 5737), no node's: binding it fails; nothing is sent to it.
+        ({"serve_host": "198.51.100.7"},
+         "serve_host 198.51.100.7 is not an address the server can listen on in container npufleet-inf"),
     ],
 )  # fmt: skip
 def test_serving_checks_refuse_bad_settings_before_launch(train_lab, extravars, message):
@@ -378,17 +480,20 @@ def test_vllm_serves_the_trained_adapter_behind_an_api_key(train_lab, reports, t
     assert first.succeeded, first.first_failure()
     kept = [path for path in Path(first.artifact_dir).rglob("*") if path.is_file()]
     assert kept and not [path for path in kept if SECRET in path.read_text(errors="replace")]
-    address = yaml.safe_load(train_lab.read_text())["all"]["children"]["npu_nodes"]["hosts"][NODES[0]][
-        "npufleet_node_address"
-    ]
+    address = node_addresses(train_lab)[NODES[0]]
+    # serve_host by default: the node's own address, not every interface; the gates asked there.
+    assert listening_on(NODES[0], 8110) == [f"{address}:8110"]
+    (gate,) = first.module_results("openai_gate")
+    assert gate.result["status"] == {"models": 200, "completion": 200}
+    assert node_exec(NODES[0], "curl -s -o /dev/null http://127.0.0.1:8110/health")[0] == 7  # refused
     models = json.loads(
-        node_exec(NODES[0], f"curl -s -H 'Authorization: Bearer {SECRET}' http://127.0.0.1:8110/v1/models")[1]
+        node_exec(NODES[0], f"curl -s -H 'Authorization: Bearer {SECRET}' http://{address}:8110/v1/models")[1]
     )
     # The base model and the adapter, both served by vLLM.
     assert {(item["id"], item["owned_by"]) for item in models["data"]} == {
         ("tiny-qwen2", "vllm"), ("tiny-qwen2-sft", "vllm")}  # fmt: skip
     # Without the key: refused; /health and /metrics stay open.
-    probe = "curl -s -o /dev/null -w '%{http_code} ' http://127.0.0.1:8110"
+    probe = f"curl -s -o /dev/null -w '%{{http_code}} ' http://{address}:8110"
     codes = node_exec(NODES[0], f"for path in v1/models health metrics; do {probe}/$path; done")[1]
     assert codes.split() == ["401", "200", "200"]
     # The key is on no command line, in no record, no log and no output.
@@ -478,7 +583,8 @@ def test_a_server_not_ready_in_time_fails_and_is_left_stopped(train_lab):
     result = serve(train_lab, serve_name="vllm-slow", serve_port=8116, serve_start_timeout=3)
     assert not result.succeeded
     message = result.first_failure()
-    assert "not ready after 3 s (http://127.0.0.1:8116/health" in message and "(stopped it)" in message
+    address = node_addresses(train_lab)[NODES[0]]
+    assert f"not ready after 3 s (http://{address}:8116/health" in message and "(stopped it)" in message
     assert "port=8116" not in vllm_processes()
 
 

@@ -145,3 +145,58 @@ def test_rank_table_for_two_nodes():
     assert table["server_list"][1]["device"][0] == {"device_id": "0", "device_ip": "29.2.0.0", "rank_id": "8"}
     with pytest.raises(AnsibleFilterError, match="needs device_id and device_ip"):
         serving.rank_table([{"server_id": "a", "devices": [{"device_id": 0}]}])
+
+
+# serve_host: an address or a name to listen on, and the URL that reaches it.
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["192.168.0.10", "0.0.0.0", "::", "fe80::1", "2001:db8::5", "node1", "node-1.lab.example", "localhost"],
+)
+def test_a_listen_host_may_be_an_address_or_a_name(host):
+    assert serving.listen_host_problems(host) == []
+
+
+@pytest.mark.parametrize(
+    ("host", "hint"),
+    [
+        ("0.0.0.0:8000", "drop the port: it goes in serve_port"),
+        ("node1:8000", "drop the port: it goes in serve_port"),
+        ("[::1]:8000", "drop the port: it goes in serve_port"),
+        ("http://x", "drop the scheme: a URL is not an address"),
+        ("http://10.0.0.5:8000/v1", "drop the scheme: a URL is not an address"),
+        ("[fe80::1]", "drop the brackets around an IPv6 address"),
+        ("a b", "it is neither an IP address nor a host name"),
+        ("999.1.1.1", "it is neither an IP address nor a host name"),
+        ("10.0.0", "it is neither an IP address nor a host name"),
+        ("node_1", "it is neither an IP address nor a host name"),
+        ("-node", "it is neither an IP address nor a host name"),
+        ("", "it is empty"),
+        (None, "it is empty"),
+    ],
+)
+def test_a_listen_host_that_is_neither_is_refused_with_the_value_and_the_fix(host, hint):
+    (problem,) = serving.listen_host_problems(host)
+    shown = "" if host is None else host
+    assert problem.startswith(
+        f"serve_host must be an IP address or a host name to listen on (got {shown!r}: {hint})"
+    )
+    assert "set it to this node's address (its default, npufleet_node_address)" in problem
+    assert "0.0.0.0 to listen on every interface (then set serve_api_key)" in problem
+
+
+@pytest.mark.parametrize(
+    ("host", "wildcard", "expected"),
+    [
+        ("192.168.0.10", "127.0.0.1", "192.168.0.10"),
+        ("node1", "127.0.0.1", "node1"),
+        ("0.0.0.0", "127.0.0.1", "127.0.0.1"),
+        ("::", "127.0.0.1", "127.0.0.1"),
+        ("0.0.0.0", "192.168.0.10", "192.168.0.10"),
+        ("::", "fd00::10", "[fd00::10]"),
+        ("fd00::10", "127.0.0.1", "[fd00::10]"),
+    ],
+)
+def test_url_host_names_the_listen_address_or_the_fallback_for_every_interface(host, wildcard, expected):
+    assert serving.url_host(host, wildcard) == expected
