@@ -23,6 +23,7 @@ from npufleet.api import run_playbook
 from tests.lab.conftest import TRAIN_NODES, node_exec, run_cli, vaulted
 
 pytestmark = pytest.mark.lab
+PLAYBOOKS = Path(__file__).resolve().parents[1] / "playbooks"
 METADATA = "169.254.169.254"
 TRAINING = "npufleet-workload"
 # Every image's layers, as `docker history` shows the command that made each.
@@ -97,6 +98,22 @@ def test_a_docker_restart_keeps_the_guard_on_the_restarted_containers(train_lab)
     classids, _ = guard_rules(node)
     containers = containers_of_npufleet(node)
     assert containers and all(container["classid"] in classids for container in containers), containers
+
+
+def test_no_system_folder_is_ever_a_containers_work_dir(train_lab):
+    """Each system folder, a relative path and a symlink into /usr, as the NPU container's host work
+    dir: refused before any change (the playbook reads the folders' owners before and after)."""
+    events: list[dict] = []
+    result = run_playbook(str(PLAYBOOKS / "system_work_dirs.yml"), train_lab, limit=TRAIN_NODES[0],
+                          on_event=events.append)  # fmt: skip
+    counts = [
+        event["event_data"]["res"]["msg"]
+        for event in events
+        if event.get("event") == "runner_on_ok" and event["event_data"].get("task") == "Report the count"
+    ]
+    print(*counts)
+    assert result.succeeded, result.first_failure()
+    assert counts and counts[0].startswith("system paths refused 29 of 29")
 
 
 def files_on_nodes_with(text: str) -> str:
