@@ -347,6 +347,18 @@ def refuse_secret_extravars(extravars: dict | None, inventory: str | Path | None
     )
 
 
+# ansible-core's argument checks name its internal wrapper class where they mean the value given:
+# "<class 'ansible.module_utils._internal._datatag._AnsibleTaggedStr'> cannot be converted to a float".
+_TAGGED_CLASS = re.compile(r"<class '[\w.]*_AnsibleTagged(\w+)'>")
+_TAGGED_WORDS = {"Str": "the text given", "Int": "the number given", "Float": "the number given",
+                 "List": "the list given", "Dict": "the mapping given"}  # fmt: skip
+
+
+def plain_message(text: str) -> str:
+    """``text`` without Ansible's internal class names."""
+    return _TAGGED_CLASS.sub(lambda match: _TAGGED_WORDS.get(match.group(1), "the value given"), text)
+
+
 def _failure(event: dict) -> tuple[str, dict]:
     data = event.get("event_data", {})
     res = data.get("res", {}) or {}
@@ -355,7 +367,7 @@ def _failure(event: dict) -> tuple[str, dict]:
         # A list message reads 'headline:', then one problem per item.
         head, *rest = [str(item) for item in msg] or [""]
         msg = f"{head} {'; '.join(rest)}" if head.endswith(":") else "; ".join([head, *rest])
-    return data.get("host", "?"), {"task": data.get("task", "?"), "msg": str(msg).strip()}
+    return data.get("host", "?"), {"task": data.get("task", "?"), "msg": plain_message(str(msg)).strip()}
 
 
 def _blanked_secrets() -> dict[str, str]:

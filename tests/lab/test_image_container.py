@@ -497,11 +497,16 @@ def nodes_manager_devices() -> list[str]:
         ({"npu_container_work_dir": "/home/ma-user"}, "is /home/ma-user or below it"),
         ({"npu_container_npus": [3, 9]}, "requested NPU(s) 9 have no /dev/davinciN device"),
         ({"npu_container_shm_size": "lots"}, "is not a size such as 200g"),
+        # Recreated the container on both nodes, then failed; or failed at Docker's create; or accepted.
+        ({"npu_container_npus": [0, 0]}, "npu_container_npus [0, 0] must list NPU ids (whole numbers"),
+        ({"npu_container_name": "team/llm"}, "npu_container_name team/llm is not a name Docker takes"),
+        ({"npu_container_cpus": -2}, "npu_container_cpus -2 must be 0 (no limit) or a number of CPUs"),
+        ({"npu_container_memory": "lots"}, "npu_container_memory lots is not a size such as 512g"),
     ],
 )
 def test_npu_container_guards_refuse_before_starting(image_on_nodes, extravars, expected):
     result = run_playbook(
-        "container.yml", image_on_nodes, extravars=extravars | {"npu_container_name": "second-workload"}
+        "container.yml", image_on_nodes, extravars={"npu_container_name": "second-workload"} | extravars
     )
     assert not result.succeeded
     assert expected in result.first_failure()

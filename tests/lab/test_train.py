@@ -298,6 +298,13 @@ def test_a_two_node_run_is_refused_by_the_gate_before_any_rank_starts(train_lab,
         ({"train_assets": [{"git": "file:///srv/x.git", "dest": "code"}]},
          "Bad train_assets: train_assets[0] (code) clones file:///srv/x.git without version"),
         ({"train_network_interface": "ib0"}, "has no IPv4 address on interface 'ib0'"),
+        # Launched every rank, then failed with a torch traceback; or accepted silently.
+        ({"train_master_port": 70000},
+         "train: train_master_port 70000 is not a TCP port (1-65535); nothing was changed"),
+        ({"train_stall_timeout": -5}, "train: train_stall_timeout -5 must be a number of seconds above 0"),
+        ({"train_loraplus_lr_ratio": 16},
+         "LoRA+ (train_loraplus_lr_ratio 16) is supported by the manual for SFT of qwen1.5-7b only "
+         '(got stage sft, train_model_key ""): set train_model_key: qwen1.5-7b and train_stage: sft'),
     ],
 )  # fmt: skip
 def test_bad_input_is_refused_before_anything_starts(train_lab, reports, extravars, message):
@@ -433,6 +440,9 @@ def test_serve_the_trained_adapter_pass_the_gates_and_benchmark_it(train_lab, re
         # A documentation address (RFC 5737), no node's: binding it fails; nothing is sent to it.
         ({"serve_host": "198.51.100.7"},
          "serve_host 198.51.100.7 is not an address the server can listen on in container npufleet-inf"),
+        # Restarted the server, then failed.
+        ({"serve_start_timeout": -1, "serve_restart": True},
+         "Bad serving variables: serve_start_timeout must be a number of seconds above 0 (got -1); nothing"),
     ],
 )  # fmt: skip
 def test_serving_checks_refuse_bad_settings_before_launch(train_lab, extravars, message):

@@ -48,6 +48,17 @@ def options(params: dict) -> dict:
     if result.error_messages:
         raise ValueError(f"llm_benchmark: {'; '.join(result.error_messages)}")
     checked = dict(result.validated_parameters)
+    # What the spec cannot say: no requests, or no time to answer, measures nothing.
+    lowest = {"requests": 1, "input_tokens": 1, "output_tokens": 1, "warmup": 0}
+    problems = [
+        f"{name} must be at least {low}, got {checked[name]}"
+        for name, low in lowest.items()
+        if checked.get(name) is not None and checked[name] < low
+    ]
+    if checked.get("timeout") is not None and checked["timeout"] <= 0:
+        problems.append(f"timeout must be a number of seconds above 0, got {checked['timeout']}")
+    if problems:
+        raise ValueError(f"llm_benchmark: {'; '.join(problems)}")
     if checked["backend"] != "npufleet":
         raise ValueError(
             f"run_benchmark runs backend npufleet on the controller, got backend {checked['backend']!r}:"

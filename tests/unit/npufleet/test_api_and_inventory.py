@@ -175,3 +175,23 @@ def test_secrets_in_the_callers_environment_are_blanked_for_the_run(runner_calls
     envvars = calls[0]["envvars"]
     assert (envvars["NPUFLEET_API_KEY"], envvars["HF_TOKEN"]) == ("", "")
     assert "ANSIBLE_VAULT_PASSWORD_FILE" not in envvars and envvars["NPUFLEET_EXTRA"] == "1"
+
+
+def test_an_argument_check_reads_without_ansibles_internal_class_names(tmp_path):
+    """A value from the inventory that the role's argument spec cannot convert: ansible-core says
+    "<class '..._AnsibleTaggedStr'> cannot be converted to a float"; the failure says what was given."""
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text(yaml.safe_dump({"all": {"children": {"npu_nodes": {"hosts": {"here": {
+        "ansible_connection": "local", "ansible_python_interpreter": sys.executable,
+        "npu_container_cpus": "many"}}}}}}))  # fmt: skip
+    playbook = tmp_path / "container.yml"
+    playbook.write_text(
+        "- name: Start the container\n  hosts: npu_nodes\n  gather_facts: false\n  roles:\n"
+        "    - role: npufleet.ascend.npu_container\n"
+    )
+    result = run_playbook(str(playbook), inventory)
+    assert not result.succeeded
+    message = result.first_failure()
+    assert "argument 'npu_container_cpus' is of type str and we were unable to convert to float" in message
+    assert "the text given cannot be converted to a float" in message
+    assert "_AnsibleTagged" not in message and "<class" not in message

@@ -435,8 +435,17 @@ def test_run_benchmark_takes_the_modules_options_and_their_defaults(tmp_path):
             {"url": "http://h:1", "model": "m", "dest": "d", "concurrency": [1], "backend": "vllm"},
             "backend vllm runs on the node",
         ),
+        # Accepted silently before (bench_requests: 0 "ran" a benchmark of nothing).
+        ({"url": "http://h:1", "model": "m", "dest": "d", "concurrency": [1], "requests": 0},
+         "requests must be at least 1, got 0"),
+        ({"url": "http://h:1", "model": "m", "dest": "d", "concurrency": [1], "output_tokens": 0},
+         "output_tokens must be at least 1, got 0"),
+        ({"url": "http://h:1", "model": "m", "dest": "d", "concurrency": [1], "timeout": -5},
+         "timeout must be a number of seconds above 0, got -5"),
+        ({"url": "http://h:1", "model": "m", "dest": "d", "concurrency": [1], "warmup": -1},
+         "warmup must be at least 0, got -1"),
     ],
-)
+)  # fmt: skip
 def test_run_benchmark_refuses_bad_input_with_value_error(tmp_path, params, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         run_benchmark(params | {"dest": str(tmp_path / params["dest"])} if "dest" in params else params)
