@@ -102,13 +102,24 @@ class RunResult:
     def module_results(self, module: str) -> list[ModuleResult]:
         return [item for item in self.results if item.module == module]
 
-    def first_failure(self) -> str:
+    def failure_lines(self) -> list[str]:
+        """One line per host that failed or could not be reached, in host order: what stopped it."""
+        lines = []
         for host, result in sorted(self.hosts.items()):
             if result.failures:
                 # The last one stopped the host: an earlier one was rescued (a block's rescue that
                 # fails with a clearer message, say).
                 failure = result.failures[-1]
-                return f"{host}: {failure['task']}: {failure['msg']}"
+                if failure.get("unreachable"):
+                    lines.append(f"{host}: unreachable during {failure['task']}: {failure['msg']}")
+                else:
+                    lines.append(f"{host}: {failure['task']}: {failure['msg']}")
+        return lines
+
+    def first_failure(self) -> str:
+        lines = self.failure_lines()
+        if lines:
+            return lines[0]
         detail = f": {self.output_tail.splitlines()[-1]}" if self.output_tail else ""
         if self.status == "canceled":
             return f"{self.playbook or 'the run'} was cancelled; see {self.artifact_dir}"
@@ -359,9 +370,33 @@ def plain_message(text: str) -> str:
     return _TAGGED_CLASS.sub(lambda match: _TAGGED_WORDS.get(match.group(1), "the value given"), text)
 
 
+# A connection that broke under a module, as the connection plugins word it. Ansible reports some of
+# these as a failed task ("Module result deserialization failed: No start of json char found", when
+# `docker exec` finds the node's container stopped), not as unreachable.
+_CONNECTION_LOST = re.compile(
+    r"is not running|no such container|ssh: connect to host|connection (?:refused|timed out|reset|closed)"
+    r"|could not resolve hostname|no route to host|broken pipe|kex_exchange_identification",
+    re.IGNORECASE,
+)
+
+
+def _connection_lost(res: dict) -> str:
+    """The connection's own reason when a failed task's output shows a lost connection, else ''."""
+    if not str(res.get("msg", "")).startswith("Module result deserialization failed"):
+        return ""
+    for line in f"{res.get('module_stderr', '')}\n{res.get('module_stdout', '')}".splitlines():
+        if _CONNECTION_LOST.search(line):
+            return line.strip()
+    return ""
+
+
 def _failure(event: dict) -> tuple[str, dict]:
     data = event.get("event_data", {})
     res = data.get("res", {}) or {}
+    lost = _connection_lost(res)
+    if event.get("event") == "runner_on_unreachable" or lost:
+        reason = lost or str(res.get("msg") or "no reason given").strip()
+        return data.get("host", "?"), {"task": data.get("task", "?"), "msg": reason, "unreachable": True}
     msg = res.get("msg") or res.get("stderr") or res.get("reason") or "failed"
     if isinstance(msg, list):
         # A list message reads 'headline:', then one problem per item.

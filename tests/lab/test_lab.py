@@ -139,3 +139,21 @@ def test_down_removes_everything_it_made_and_nothing_else(tmp_path):
     finally:
         lifecycle.down(lab, inventory)
         bystander.remove()
+
+
+def test_a_stopped_node_is_reported_unreachable_with_the_connections_reason(tmp_path):
+    """A node that is down (its container stopped): reported as unreachable, with what the connection
+    said, not as a task whose result could not be read."""
+    inventory = tmp_path / "hosts.yml"
+    lab = "npufleet-test-stopped"
+    try:
+        lifecycle.up(lab, nodes=1, npus=2, inventory=inventory, with_registry=False)
+        docker.from_env().containers.get(f"{lab}-node1").stop(timeout=5)
+        checked = run_cli("check", "-i", str(inventory))
+        output = checked.stdout + checked.stderr
+        assert checked.returncode != 0
+        assert f"npufleet: {lab}-node1: unreachable during" in output, output[-2000:]
+        assert "is not running" in output
+        assert "deserialization" not in output
+    finally:
+        lifecycle.down(lab, inventory)

@@ -246,7 +246,8 @@ def run_stage(
             console.print(f"report: {path}", highlight=False)
     if not result.succeeded:
         # Escaped: a log line in the message ("[/__w/pytorch/...]") is not rich markup.
-        console.print(f"[red]npufleet: {escape(result.first_failure())}[/red]", highlight=False)
+        for line in result.failure_lines() or [result.first_failure()]:
+            console.print(f"[red]npufleet: {escape(line)}[/red]", highlight=False)
         if diagnosis:
             console.print(f"[red]npufleet: diagnosis: {escape(diagnosis['summary'])}[/red]", highlight=False)
             console.print(f"evidence and diagnosis: {diagnosis['evidence_dir']}", highlight=False)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import inspect
 import subprocess
 import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -195,3 +196,34 @@ def test_an_argument_check_reads_without_ansibles_internal_class_names(tmp_path)
     assert "argument 'npu_container_cpus' is of type str and we were unable to convert to float" in message
     assert "the text given cannot be converted to a float" in message
     assert "_AnsibleTagged" not in message and "<class" not in message
+
+
+def test_every_unreachable_node_is_listed_with_the_connections_reason(tmp_path):
+    """Two nodes that refuse the connection (loopback ports where nothing listens): both are listed,
+    as unreachable, with ssh's own words; the CLI prints one line per node."""
+    hosts = {
+        f"node{port}": {"ansible_host": "127.0.0.1", "ansible_port": port, "ansible_connection": "ssh",
+                        "ansible_ssh_common_args": "-o ConnectTimeout=5 -o BatchMode=yes"}
+        for port in (1, 2)
+    }  # fmt: skip
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text(yaml.safe_dump({"all": {"children": {"npu_nodes": {"hosts": hosts}}}}))
+    playbook = tmp_path / "ping.yml"
+    playbook.write_text(
+        "- name: Reach the nodes\n  hosts: npu_nodes\n  gather_facts: false\n  tasks:\n"
+        "    - name: Ping\n      ansible.builtin.ping:\n"
+    )
+    result = run_playbook(str(playbook), inventory)
+    assert not result.succeeded
+    lines = result.failure_lines()
+    assert [line.split(":")[0] for line in lines] == ["node1", "node2"]
+    for line, port in zip(lines, (1, 2), strict=True):
+        assert line.startswith(f"node{port}: unreachable during Ping: ")
+        assert f"port {port}: Connection refused" in line
+    cli = subprocess.run(
+        [str(Path(sys.executable).parent / "npufleet"), "check", "-i", str(inventory)],
+        capture_output=True, text=True, check=False, timeout=300,
+    )  # fmt: skip
+    assert cli.returncode != 0
+    assert "node1: unreachable during" in cli.stdout + cli.stderr
+    assert "node2: unreachable during" in cli.stdout + cli.stderr
