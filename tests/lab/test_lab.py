@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import docker
@@ -157,3 +158,19 @@ def test_a_stopped_node_is_reported_unreachable_with_the_connections_reason(tmp_
         assert "deserialization" not in output
     finally:
         lifecycle.down(lab, inventory)
+
+
+def test_a_serving_typo_is_refused_before_any_stage_changes_anything(lab_inventory):
+    """site.yml checks every stage's settings on every node first: a typo in a serving variable stops the
+    main job in seconds, before node setup, the image and training."""
+    started = time.monotonic()
+    typo = {"serve_model_path": "/workspace/models/m", "serve_engine": "vlm"}
+    result = run_playbook("site.yml", lab_inventory, extravars=typo)
+    took = time.monotonic() - started
+    assert not result.succeeded
+    lines = result.failure_lines()
+    assert [line.split(":")[0] for line in lines] == [f"{LAB}-node1", f"{LAB}-node2"]
+    assert "value of serve_engine must be one of: vllm, mindie, llamafactory, got: vlm" in lines[0]
+    assert all(host.changed == 0 for host in result.hosts.values())
+    print(f"serving typo refused after {took:.1f} s: {lines[0]}")
+    assert took < 60
