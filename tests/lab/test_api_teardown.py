@@ -93,8 +93,10 @@ def test_a_vault_password_and_vaulted_secret_never_reach_the_artifacts(lab_inven
     hosts = inventory_dir / "hosts.yml"
     result = api.run("preflight", hosts, vault_password=vault_password, artifacts=artifacts)
     assert result.succeeded, result.first_failure()
-    wrong = api.run("preflight", hosts, vault_password="not-it", artifacts=artifacts)
-    assert not wrong.succeeded
+    # A wrong password is refused when the inventory is read, before anything runs.
+    with pytest.raises(ValueError, match="the Vault password given does not open it") as refused:
+        api.run("preflight", hosts, vault_password="not-it", artifacts=artifacts)
+    assert "not-it" not in str(refused.value) and secret_value not in str(refused.value)
     for path in artifacts.rglob("*"):
         if path.is_file():
             text = path.read_text(errors="replace")
