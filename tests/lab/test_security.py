@@ -18,6 +18,7 @@ import secrets
 from pathlib import Path
 
 import pytest
+import yaml
 
 from npufleet.api import run_playbook
 from tests.lab.conftest import TRAIN_NODES, node_exec, run_cli, vaulted
@@ -155,6 +156,15 @@ def test_secrets_reach_the_server_and_nothing_else(train_lab, tmp_path, monkeypa
             node, "for p in $(pgrep -f 'llamafactory-cli api'); do tr '\\0' '\\n' < /proc/$p/environ; done"
         )
         assert f"HF_TOKEN={named}" in environ and f"TEAM_SETTING={vaulted_value}" in environ
+        # The server listens on the node's own address, not on every interface.
+        address = yaml.safe_load(train_lab.read_text())["all"]["children"]["npu_nodes"]["hosts"][node][
+            "npufleet_node_address"
+        ]
+        _, listening = node_exec(node, "ss -ltnH")
+        local = {line.split()[3] for line in listening.splitlines() if len(line.split()) > 3}
+        on_port = sorted(found for found in local if found.endswith(":8130"))
+        print(f"listening on {node} for the server: {on_port}")
+        assert on_port == [f"{address}:8130"]
         # The launch record names them, and holds no value.
         _, record = node_exec(node, "cat /var/lib/npufleet/launch/serve-secret-api.json")
         assert sorted(json.loads(record)["secret_env"]) == ["HF_TOKEN", "TEAM_SETTING"]
