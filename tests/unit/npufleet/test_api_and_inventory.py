@@ -227,3 +227,21 @@ def test_every_unreachable_node_is_listed_with_the_connections_reason(tmp_path):
     assert cli.returncode != 0
     assert "node1: unreachable during" in cli.stdout + cli.stderr
     assert "node2: unreachable during" in cli.stdout + cli.stderr
+
+
+def test_the_validation_pass_refuses_a_serving_typo_without_reaching_the_nodes(tmp_path):
+    """playbooks/validate.yml, site.yml's first play: every stage's checks on every node at once, reading
+    nothing from the nodes (these cannot be reached: a connection attempt would show as unreachable)."""
+    hosts = {f"node{port}": {"ansible_host": "127.0.0.1", "ansible_port": port, "ansible_connection": "ssh"}
+             for port in (1, 2)}  # fmt: skip
+    inventory = tmp_path / "hosts.yml"
+    settings = {"image_name": "swr.example.com/org/llm", "image_tag": "1.0"}
+    nodes = {"npu_nodes": {"hosts": hosts}}
+    inventory.write_text(yaml.safe_dump({"all": {"vars": settings, "children": nodes}}))
+    typo = run_playbook("validate.yml", inventory, extravars={"serve_model_path": "/m", "serve_engine": "vl"})
+    assert not typo.succeeded
+    lines = typo.failure_lines()
+    assert len(lines) == 2 and all("got: vl" in line and "unreachable" not in line for line in lines), lines
+    clean = run_playbook("validate.yml", inventory)
+    assert clean.succeeded, clean.first_failure()
+    assert all(host.unreachable == 0 and host.changed == 0 for host in clean.hosts.values())
