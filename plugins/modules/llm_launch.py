@@ -238,6 +238,7 @@ from ansible_collections.npufleet.ascend.plugins.module_utils.launch_log import 
     wrapper,
 )
 from ansible_collections.npufleet.ascend.plugins.module_utils.own_address import direct_opener
+from ansible_collections.npufleet.ascend.plugins.module_utils.run_processes import RUN_ID_VARIABLE
 
 
 def merged(*parts: dict) -> dict:
@@ -363,6 +364,11 @@ class LaunchManager:
             options += ["-w", self.params["chdir"]]
         for key, value in sorted(self.params["env"].items()):
             options += ["-e", f"{key}={value}"]
+        # The run that launches it hands on its id (the plays' environment), so that stopping that run
+        # (run_stop) stops this too; not in the record, which must not change from run to run.
+        run_id = os.environ.get(RUN_ID_VARIABLE, "")
+        if run_id and RUN_ID_VARIABLE not in self.params["env"]:
+            options += ["-e", f"{RUN_ID_VARIABLE}={run_id}"]
         line = wrapper(self.params["command"], self.log_file, self.state_dir)
         try:
             with secret_env_file(self.params["secret_env"]) as env_file:

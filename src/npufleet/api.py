@@ -31,6 +31,7 @@ import json
 import math
 import os
 import re
+import secrets
 import sys
 import tempfile
 import threading
@@ -40,12 +41,15 @@ from pathlib import Path
 
 import ansible_runner
 
-from npufleet.collection import project_root
+from npufleet.collection import importable, project_root
 from npufleet.inventory import InventoryError, check_inventory, playbook_runs_on_nodes
 
 # InventoryError is the API's too: what run_playbook raises for an inventory the stages cannot run on.
-__all__ = ["STAGES", "HostResult", "InventoryError", "ModuleResult", "RunResult", "project_modules",
-           "refuse_secret_extravars", "run", "run_playbook", "secret_name"]  # fmt: skip
+__all__ = ["STAGES", "HostResult", "InventoryError", "ModuleResult", "RunResult", "StopResult",
+           "project_modules", "refuse_secret_extravars", "run", "run_playbook", "secret_name"]  # fmt: skip
+
+# Every process a run starts carries its id under this name (run_processes.RUN_ID_VARIABLE, on the nodes).
+RUN_ID_VARIABLE = "NPUFLEET_RUN_ID"
 
 # The stages, each a playbook in playbooks/.
 STAGES = {
@@ -85,6 +89,29 @@ class ModuleResult:
 
 
 @dataclass
+class StopResult:
+    """What was stopped after a run was cancelled or ran out of time."""
+
+    controller: int  # processes of the run left on the controller (ansible-playbook's workers) and killed
+    nodes: dict[str, str]  # host -> run_stop's summary line
+    status: str  # the stop run's status (successful, failed, timeout, canceled), "" when none ran
+    failures: list[str] = field(default_factory=list)  # hosts the stop could not reach or finish on
+    artifact_dir: str = ""
+
+    def lines(self) -> list[str]:
+        """What was stopped, for people: one line for the controller, one for each node."""
+        lines = [f"controller: stopped ansible-playbook and {self.controller} of its processes left behind"]
+        lines += [f"{host}: {summary}" for host, summary in sorted(self.nodes.items())]
+        lines += self.failures
+        if self.status not in ("", "successful"):
+            lines.append(
+                f"the stop on the nodes ended {self.status}: run again to repair, or "
+                f"'npufleet down' to stop what npufleet started; see {self.artifact_dir}"
+            )
+        return lines
+
+
+@dataclass
 class RunResult:
     status: str  # ansible-runner's: successful, failed, canceled, timeout
     rc: int
@@ -94,6 +121,10 @@ class RunResult:
     playbook: str = ""
     results: list[ModuleResult] = field(default_factory=list)
     reports: list[str] = field(default_factory=list)  # report files the project's modules wrote
+    # The run's id, which every process it started carries (NPUFLEET_RUN_ID), and what stopping a
+    # cancelled or timed-out run stopped: on the controller, a count; on each node, run_stop's line.
+    run_id: str = ""
+    stop: StopResult | None = None
 
     @property
     def succeeded(self) -> bool:
@@ -158,6 +189,8 @@ def run(
     timeout: float | None = None,
     artifacts: str | Path | None = None,
     mitogen: bool = False,
+    stop_timeout: float | None = 60,
+    stop_cancel: threading.Event | Callable[[], bool] | None = None,
 ) -> RunResult:
     """Run a stage (``STAGES``: site, preflight, node, image, container, train, serve, bench,
     teardown, k8s) on ``inventory``. The options are ``run_playbook``'s; ``timeout`` (seconds) stops
@@ -180,6 +213,8 @@ def run(
         timeout=timeout,
         artifacts=artifacts,
         mitogen=mitogen,
+        stop_timeout=stop_timeout,
+        stop_cancel=stop_cancel,
     )
 
 
@@ -453,6 +488,8 @@ def run_playbook(
     timeout: float | None = None,
     artifacts: str | Path | None = None,
     mitogen: bool = False,
+    stop_timeout: float | None = 60,
+    stop_cancel: threading.Event | Callable[[], bool] | None = None,
 ) -> RunResult:
     """Run ``playbooks/<playbook>`` (or a playbook at an absolute path) on ``inventory``, and collect
     what each host did and what the project's modules returned.
@@ -463,6 +500,13 @@ def run_playbook(
     true, the run stops (status "canceled"). ``artifacts``: the folder for this run's private data
     dir (default: a new temporary folder); it is kept. ``mitogen``: run with the strategy
     mitogen_linear (Mitogen for Ansible), which keeps one interpreter per node for the whole run.
+
+    A run that is cancelled or runs out of time is stopped, not only on the controller: every
+    process it started carries its id (``RunResult.run_id``) in the environment, and the processes
+    left behind on the controller (ansible-playbook's workers) are killed, then ``playbooks/stop.yml``
+    stops those on the nodes (modules still running, such as a pull, and the ranks and servers it
+    launched), within ``stop_timeout`` seconds (None: stop nothing on the nodes) or until
+    ``stop_cancel``. What was stopped is in ``RunResult.stop``.
 
     Before anything runs, ``inventory`` is read as ansible-playbook reads it (``vault_password``
     opens its Vault files), and an InventoryError (a ValueError) names the file, the problem and the
@@ -477,6 +521,8 @@ def run_playbook(
         raise FileNotFoundError(f"no playbook {playbook_path}: run npufleet from the project checkout")
     if timeout is not None and timeout <= 0:
         raise ValueError(f"timeout must be above 0 seconds, got {timeout}")
+    if stop_timeout is not None and stop_timeout <= 0:
+        raise ValueError(f"stop_timeout must be above 0 seconds, got {stop_timeout}")
     # Before anything runs: an inventory Ansible cannot parse, or with no npu_nodes host, would run the
     # play on no host and "succeed"; two hosts at one address would be one machine (InventoryError).
     needs_nodes = playbook_runs_on_nodes(playbook_path)
@@ -518,7 +564,8 @@ def run_playbook(
         # Answered at ansible-playbook's prompt from memory: never in a file, argv or the env.
         cmdline.append("--ask-vault-pass")
         passwords[r"^Vault password:\s*?$"] = vault_password
-    cancel_callback = cancel.is_set if isinstance(cancel, threading.Event) else cancel or (lambda: False)
+    cancel_callback = _callback(cancel)
+    run_id = secrets.token_hex(8)
 
     def status(data: dict, runner_config=None, **_) -> None:
         # "running" comes just after ansible-runner wrote the command's record, before Ansible starts.
@@ -533,7 +580,8 @@ def run_playbook(
             project_dir=str(root),
             playbook=str(playbook_path),
             inventory=str(inventory.resolve()),
-            extravars=extravars or {},
+            # The plays pass it to every module on the nodes (their ``environment``), so run_stop finds them.
+            extravars=(extravars or {}) | {"npufleet_run_id": run_id},
             limit=limit,
             tags=tags,
             cmdline=" ".join(cmdline) or None,
@@ -543,6 +591,8 @@ def run_playbook(
                 "ANSIBLE_NOCOLOR": "1",
                 # ansible-playbook lives beside this interpreter (the project's virtualenv).
                 "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+                # Inherited by ansible-playbook's workers, which leave its process group (setsid).
+                RUN_ID_VARIABLE: run_id,
             }
             | ({"ANSIBLE_STRATEGY": "mitogen_linear"} if mitogen else {})
             | (env or {}),
@@ -580,6 +630,19 @@ def run_playbook(
         )
         tail = "\n".join(lines[-5:])
     reports = sorted({path for item in results for path in _report_files(item.result)})
+    stop = None
+    if runner.status in ("canceled", "timeout"):
+        stop = _stop_run(
+            run_id,
+            inventory,
+            on_nodes=needs_nodes and stop_timeout is not None,
+            limit=limit,
+            env=env,
+            vault_password=vault_password,
+            timeout=stop_timeout,
+            cancel=stop_cancel,
+            artifacts=artifacts,
+        )
     return RunResult(
         runner.status,
         runner.rc,
@@ -589,4 +652,54 @@ def run_playbook(
         playbook=playbook_path.name,
         results=results,
         reports=reports,
+        run_id=run_id,
+        stop=stop,
+    )
+
+
+def _callback(cancel: threading.Event | Callable[[], bool] | None) -> Callable[[], bool]:
+    return cancel.is_set if isinstance(cancel, threading.Event) else cancel or (lambda: False)
+
+
+def _stop_run(
+    run_id: str,
+    inventory: Path,
+    *,
+    on_nodes: bool,
+    limit: str | None,
+    env: dict[str, str] | None,
+    vault_password: str | None,
+    timeout: float | None,
+    cancel: threading.Event | Callable[[], bool] | None,
+    artifacts: str | Path | None,
+) -> StopResult:
+    """Stop what a cancelled or timed-out run left running: on the controller, then on its nodes."""
+    importable()
+    from ansible_collections.npufleet.ascend.plugins.module_utils import run_processes  # noqa: PLC0415
+
+    # ansible-runner killed ansible-playbook's process group; its workers had left it, and each may
+    # still hold a connection that runs a module on a node. Only where /proc exists (Linux).
+    left = run_processes.processes_of_run(run_id) if Path("/proc/self/environ").exists() else []
+    run_processes.stop_processes(left, grace=3)
+    if not on_nodes:
+        return StopResult(controller=len(left), nodes={}, status="")
+    stopped = run_playbook(
+        "stop.yml",
+        inventory,
+        extravars={"npufleet_stop_run_id": run_id},
+        limit=limit,
+        env=env,
+        vault_password=vault_password,
+        timeout=timeout,
+        cancel=cancel,
+        artifacts=artifacts,
+        stop_timeout=None,
+    )
+    nodes = {item.host: str(item.result.get("summary", "")) for item in stopped.module_results("run_stop")}
+    return StopResult(
+        controller=len(left),
+        nodes=nodes,
+        status=stopped.status,
+        failures=stopped.failure_lines(),
+        artifact_dir=stopped.artifact_dir,
     )

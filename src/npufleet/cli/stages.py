@@ -173,9 +173,14 @@ def run_stage(
     password = vault_password(args)  # prompted for before the live view takes the terminal
     view = LiveView(playbook)
     started = time.time()
-    # Ctrl-C cancels the run through ansible-runner (which stops ansible-playbook), then exits 130.
-    cancelled = threading.Event()
-    previous = signal.signal(signal.SIGINT, lambda *_: cancelled.set())
+    # Ctrl-C cancels the run through ansible-runner (which stops ansible-playbook), then the API stops
+    # what the run started on the nodes, then exits 130. A second Ctrl-C cuts that stop short.
+    cancelled, stop_cancelled = threading.Event(), threading.Event()
+
+    def interrupt(*_) -> None:
+        (stop_cancelled if cancelled.is_set() else cancelled).set()
+
+    previous = signal.signal(signal.SIGINT, interrupt)
     try:
         with Live(view, console=console, refresh_per_second=4, transient=True, redirect_stdout=False) as live:
 
@@ -197,6 +202,7 @@ def run_stage(
                 timeout=args.timeout,
                 cancel=cancelled,
                 mitogen=args.mitogen,
+                stop_cancel=stop_cancelled,
             )
     finally:
         signal.signal(signal.SIGINT, previous)
@@ -218,6 +224,8 @@ def run_stage(
                 "reports": result.reports,
                 "results": result.results,
                 "diagnosis": diagnosis,
+                "run_id": result.run_id,
+                "stop": result.stop,
             }
         )
     else:
@@ -251,6 +259,9 @@ def run_stage(
         if diagnosis:
             console.print(f"[red]npufleet: diagnosis: {escape(diagnosis['summary'])}[/red]", highlight=False)
             console.print(f"evidence and diagnosis: {diagnosis['evidence_dir']}", highlight=False)
+        if result.stop:
+            for line in result.stop.lines():
+                console.print(f"npufleet: stopped what the run started: {escape(line)}", highlight=False)
         if result.status == "canceled":
             return EXIT_INTERRUPTED
         return EXIT_TIMEOUT if result.status == "timeout" else EXIT_FAILED
