@@ -8,14 +8,14 @@ DOCUMENTATION = r"""
 module: run_stop
 short_description: Stop every process that one npufleet run started on the node
 description:
-  - After a run was interrupted (Ctrl-C) or ran out of time, stops what it had started on the node:
-    the Ansible modules still running there (an image pull, a wait), their children, and the
+  - After a run was interrupted (Ctrl-C) or ran out of time, stops what it had started on the node,
+    that is the Ansible modules still running there (an image pull, a wait), their children, and the
     training ranks and servers that llm_launch started in a container during that run.
   - Each of those processes carries the run's id in its environment, E(NPUFLEET_RUN_ID), set by
     the stage playbooks and passed on by llm_launch. The module reads C(/proc/PID/environ) of every
     process, so it finds them even where their parent is gone, and nothing of another run.
   - Sends SIGTERM, then SIGKILL to any still alive after O(grace) seconds.
-  - Run it as root (C(become)): the ranks run as the container's user.
+  - Run it as root (C(become)), since the ranks run as the container's user.
 version_added: "0.3.0"
 author:
   - npufleet contributors
