@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from ansible_collections.npufleet.ascend.plugins.module_utils import run_processes
 
 from npufleet import api
 from tests.lab.conftest import LAB, node_exec, run_cli
@@ -47,7 +48,15 @@ def test_a_run_returns_typed_per_host_results_and_module_output(lab_inventory, t
         api.run("deploy", lab_inventory)
 
 
-def test_cancel_and_timeout_stop_a_run(lab_inventory):
+def processes_of_run_on(node: str, run_id: str) -> str:
+    """The node's processes (its containers' too) whose environment holds the run's id."""
+    marker = f"NPUFLEET_RUN_ID={run_id}"
+    pids = f"grep -lzx -- {marker} /proc/[0-9]*/environ 2>/dev/null | cut -d/ -f3"
+    line = f"{pids} | xargs -r ps -o pid=,args= -p"
+    return node_exec(node, line)[1]
+
+
+def test_cancel_and_timeout_stop_a_run_on_the_controller_and_the_nodes(lab_inventory):
     sleep = str(ROOT / "tests" / "playbooks" / "sleep.yml")
     cancel = threading.Event()
 
@@ -60,12 +69,46 @@ def test_cancel_and_timeout_stop_a_run(lab_inventory):
     assert cancelled.status == "canceled" and not cancelled.succeeded
     assert time.monotonic() - started < 60
     assert "was cancelled" in cancelled.first_failure()
+    assert cancelled.stop and cancelled.stop.status == "successful" and sorted(cancelled.stop.nodes) == NODES
 
     started = time.monotonic()
     timed_out = api.run_playbook(sleep, lab_inventory, timeout=5)
     assert timed_out.status == "timeout"
     assert time.monotonic() - started < 60
     assert "ran out of time" in timed_out.first_failure()
+    for run in (cancelled, timed_out):
+        # Nothing of either run is left: not ansible-playbook's workers here, nor `sleep 120` there.
+        assert run_processes.processes_of_run(run.run_id) == []
+        for name in NODES:
+            assert processes_of_run_on(name, run.run_id) == ""
+
+
+def test_a_cancelled_run_stops_what_it_launched_and_a_rerun_starts_it_again(container_with_a_launch):
+    inventory = container_with_a_launch
+    playbook = str(ROOT / "tests" / "playbooks" / "launch_then_wait.yml")
+    cancel = threading.Event()
+
+    def cancel_once_waiting(event: dict) -> None:
+        if event.get("event") == "runner_on_start" and event["event_data"].get("task") == "Wait":
+            cancel.set()
+
+    run = api.run_playbook(playbook, inventory, on_event=cancel_once_waiting, cancel=cancel)
+    assert run.status == "canceled"
+    print("\n".join(run.stop.lines()))
+    for name in NODES:
+        # The launched `sleep 601` (the wrapper, its session and the command) ran in the container.
+        assert run.stop.nodes[name].startswith("stopped "), run.stop.nodes
+        assert "in npufleet-workload: bash, sleep" in run.stop.nodes[name]
+        assert processes_of_run_on(name, run.run_id) == ""
+        assert node_exec(name, "docker exec npufleet-workload pgrep -f 'sleep 601'")[0] == 1
+        # Another run's launch (the fixture's) runs on.
+        assert node_exec(name, "docker exec npufleet-workload pgrep -f 'sleep 600'")[0] == 0
+    # A re-run repairs: the stopped launch is not alive, so it is started again.
+    again = api.run_playbook(playbook, inventory, extravars={"launch_then_wait": False})
+    assert again.succeeded, again.first_failure()
+    launched = again.module_results("llm_launch")
+    assert sorted(item.host for item in launched) == NODES
+    assert all(item.result["started"] and item.result["status"] == "running" for item in launched)
 
 
 def test_cli_timeout_exits_4_and_says_so(lab_inventory):

@@ -7,12 +7,16 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
 import yaml
+from ansible_collections.npufleet.ascend.plugins.module_utils import run_processes
 
 from npufleet.api import run_playbook
 from npufleet.lab import faults
@@ -218,28 +222,54 @@ def test_dpo_on_one_node(train_lab, reports):
     assert read_report(reports, "dpo-one")["stage"] == "dpo"
 
 
-def train_then_interrupt(inventory: Path, reports: Path, name: str, interrupt) -> object:
-    """A long two-node run whose ``interrupt`` is called once training steps run (rank 0 draws the
-    progress bar): the run's result."""
+def wait_for_training_steps(name: str) -> None:
+    """Until rank 0 of run ``name`` draws its progress bar (training steps run), at most 2 minutes."""
+    for _ in range(240):
+        code, _ = node_exec(NODES[0], f"grep -q 'it/s' /home/ma-user/ws/npufleet/logs/{name}-rank0.log")
+        if code == 0:
+            return
+        time.sleep(0.5)
 
-    def when_steps_run():
-        for _ in range(240):
-            code, _ = node_exec(NODES[0], f"grep -q 'it/s' /home/ma-user/ws/npufleet/logs/{name}-rank0.log")
-            if code == 0:
-                break
-            time.sleep(0.5)
-        interrupt()
 
+def forget_logs(name: str) -> None:
     for node in NODES:
         node_exec(node, f"rm -f /home/ma-user/ws/npufleet/logs/{name}-rank*")
+
+
+# A long two-node run: 30 epochs, looked at every 5 s.
+LONG_RUN = {"train_epochs": 30, "train_poll_seconds": 5, "train_force": True}
+
+
+def train_then_interrupt(inventory: Path, reports: Path, name: str, interrupt) -> object:
+    """A long two-node run whose ``interrupt`` is called once training steps run: the run's result."""
+
+    def when_steps_run():
+        wait_for_training_steps(name)
+        interrupt()
+
+    forget_logs(name)
     interrupter = threading.Thread(target=when_steps_run)
     interrupter.start()
     try:
-        return train(
-            inventory, reports, train_name=name, train_epochs=30, train_poll_seconds=5, train_force=True
-        )
+        return train(inventory, reports, train_name=name, **LONG_RUN)
     finally:
         interrupter.join()
+
+
+def cli_train_then_interrupt(inventory: Path, name: str, report_dir: Path, interrupt) -> tuple:
+    """The same long run through `npufleet train --json`, as a user starts it; ``interrupt(cli)`` is
+    called once training steps run. The exit code, stdout, stderr, and the seconds from the
+    interrupt to the command's exit."""
+    forget_logs(name)
+    extravars = {"train_name": name, "npufleet_report_dir": str(report_dir)} | LONG_RUN
+    options = [item for key, value in extravars.items() for item in ("-e", f"{key}={json.dumps(value)}")]
+    argv = [str(Path(sys.executable).parent / "npufleet"), "train", "-i", str(inventory), "--json", *options]
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as cli:
+        wait_for_training_steps(name)
+        interrupted = time.monotonic()
+        interrupt(cli)
+        out, err = cli.communicate(timeout=600)
+    return cli.returncode, out, err, time.monotonic() - interrupted
 
 
 def test_a_lost_rank_stops_the_other_and_names_its_node(train_lab, reports):
@@ -720,26 +750,45 @@ def test_a_taken_master_port_is_diagnosed_on_its_node_from_every_nodes_evidence(
     assert "## First failure" in (evidence / "diagnosis.md").read_text()
 
 
-def test_a_killed_rank_is_named_as_the_cause_and_the_survivors_errors_as_consequences(train_lab, reports):
-    def kill_rank1():
+def test_a_killed_rank_is_named_as_the_cause_and_the_survivors_errors_as_consequences(train_lab, tmp_path):
+    def kill_rank1(_cli):
         # The worker (torchrun starts it as "python -u launcher.py"), as the OOM killer would take it.
         worker = "-u /opt/llamafactory/lib/python3.11/site-packages/llamafactory/launcher.py"
         node_exec(NODES[1], f"docker exec {CONTAINER} pkill -9 -f -- '{worker}'")
 
-    started = time.time()
-    result = train_then_interrupt(train_lab, reports, "killed", kill_rank1)
-    assert not result.succeeded
-    # Only this run's logs (the module's other runs left theirs in the same folder).
-    since = {"evidence_stage": "train", "npufleet_report_dir": str(reports), "evidence_since": started - 5}
-    collected = run_playbook("collect.yml", train_lab, extravars=since)
-    assert collected.succeeded, collected.first_failure()
-    (evidence,) = (reports / "train").iterdir()
+    code, _, err, took = cli_train_then_interrupt(train_lab, "killed", tmp_path, kill_rank1)
+    print(err[-3000:])
+    # Reported, not crashed: the survivors' lines hold text like "[...]" that is printed as it is.
+    assert code == 1 and "Traceback" not in err, err[-3000:]
+    assert f"npufleet: diagnosis: rank_killed on {NODES[1]} rank 1" in " ".join(err.split())
+    print(f"killed rank: the CLI ended {took:.1f} s after the kill")
+    (evidence,) = (tmp_path / "train").iterdir()
     found = read_diagnosis(evidence)
     print(json.dumps(found["first"], indent=2))
     assert (found["first"]["id"], found["first"]["node"]) == ("rank_killed", NODES[1])
-    assert found["summary"].startswith(f"rank_killed on {NODES[1]} rank 1")
     survivors = [match for match in found["consequences"] if match["node"] == NODES[0]]
     assert survivors and all(match["symptom"] for match in survivors)
+
+
+def test_ctrl_c_stops_every_rank_on_every_node_and_a_rerun_repairs(train_lab, reports, tmp_path):
+    code, out, err, took = cli_train_then_interrupt(
+        train_lab, "ctrl-c", tmp_path, lambda cli: cli.send_signal(signal.SIGINT)
+    )
+    stopped = [line for line in err.splitlines() if "stopped what the run started" in line]
+    print("\n".join(stopped))
+    print(f"Ctrl-C: the CLI exited {took:.1f} s later with code {code}")
+    assert code == 130, err[-3000:]
+    result = json.loads(out)
+    assert result["status"] == "canceled" and result["stop"]["status"] == "successful"
+    for node in NODES:
+        summary = result["stop"]["nodes"][node]
+        assert summary.startswith("stopped ") and f"in {CONTAINER}:" in summary and "torchrun" in summary
+        assert node_exec(node, f"docker exec {CONTAINER} pgrep -f 'llamafactory|torchrun'")[0] == 1
+    assert run_processes.processes_of_run(result["run_id"]) == []
+    assert took < 90
+    # A re-run repairs: the stopped ranks are started again, and this time run to the end.
+    again = train(train_lab, reports, train_name="ctrl-c", train_epochs=1, train_force=True)
+    assert again.succeeded, again.first_failure()
 
 
 @pytest.fixture
