@@ -51,15 +51,28 @@ def _lineage(pid: int, proc_root: str) -> set:
     return found
 
 
-def processes_of_run(run_id: str, proc_root: str = "/proc") -> list:
+def _pid_namespace(pid: str, proc_root: str) -> str | None:
+    try:
+        return os.readlink(os.path.join(proc_root, pid, "ns", "pid"))
+    except OSError:
+        return None
+
+
+def processes_of_run(run_id: str, proc_root: str = "/proc", own_namespace_only: bool = False) -> list:
     """Pids of the live processes whose environment holds ``NPUFLEET_RUN_ID=<run_id>``, in pid order.
 
-    Processes this one may not read (another user's, without root) are not seen."""
+    ``own_namespace_only``: only those in this process's PID namespace, not those in containers
+    (on the controller: a lab's nodes are containers of the same machine, and stop.yml stops their
+    processes as a real node's). Processes this one may not read (another user's, without root) are
+    not seen."""
     marker = f"{RUN_ID_VARIABLE}={run_id}".encode()
     own = _lineage(os.getpid(), proc_root)
+    namespace = _pid_namespace("self", proc_root) if own_namespace_only else None
     pids = []
     for entry in os.listdir(proc_root):
         if not entry.isdigit() or int(entry) in own:
+            continue
+        if namespace and _pid_namespace(entry, proc_root) != namespace:
             continue
         environ = _read_bytes(os.path.join(proc_root, entry, "environ"))
         if environ and marker in environ.split(b"\0") and _alive(int(entry), proc_root):

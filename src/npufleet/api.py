@@ -679,7 +679,10 @@ def _stop_run(
 
     # ansible-runner killed ansible-playbook's process group; its workers had left it, and each may
     # still hold a connection that runs a module on a node. Only where /proc exists (Linux).
-    left = run_processes.processes_of_run(run_id) if Path("/proc/self/environ").exists() else []
+    # Only the controller's own: a lab's nodes are containers here, and stop.yml stops theirs as on a
+    # real node, saying what it stopped.
+    on_linux = Path("/proc/self/environ").exists()
+    left = run_processes.processes_of_run(run_id, own_namespace_only=True) if on_linux else []
     run_processes.stop_processes(left, grace=3)
     if not on_nodes:
         return StopResult(controller=len(left), nodes={}, status="")

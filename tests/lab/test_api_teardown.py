@@ -70,6 +70,9 @@ def test_cancel_and_timeout_stop_a_run_on_the_controller_and_the_nodes(lab_inven
     assert time.monotonic() - started < 60
     assert "was cancelled" in cancelled.first_failure()
     assert cancelled.stop and cancelled.stop.status == "successful" and sorted(cancelled.stop.nodes) == NODES
+    # The module waiting on `sleep 120` outlived ansible-playbook on each node; the stop ended them.
+    print("\n".join(cancelled.stop.lines()))
+    assert all("sleep" in summary for summary in cancelled.stop.nodes.values()), cancelled.stop.nodes
 
     started = time.monotonic()
     timed_out = api.run_playbook(sleep, lab_inventory, timeout=5)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 import time
@@ -70,6 +71,23 @@ def test_only_the_runs_processes_and_their_children_are_found(processes):
     assert theirs.pid not in found and no_run.pid not in found
     # An id that is a prefix of another's matches nothing of the other run.
     assert processes_of_run(run_id[:-1]) == []
+    assert processes_of_run(run_id, own_namespace_only=True) == found
+
+
+def test_own_namespace_only_leaves_the_processes_of_containers(processes):
+    """What the controller stops: not a lab node's processes, which are in other PID namespaces."""
+    run_id = new_id()
+    here = processes(run_id)
+    unshare = shutil.which("unshare")
+    if not unshare or subprocess.run([unshare, "--pid", "--fork", "true"], check=False).returncode:
+        pytest.skip("no new PID namespace here (unshare needs root)")
+    elsewhere = processes(run_id, [unshare, "--pid", "--fork", "sleep", "60"])
+    deadline = time.monotonic() + 5
+    while len(everywhere := processes_of_run(run_id)) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    # unshare itself, in this namespace; its sleep, in the new one.
+    assert here.pid in everywhere and elsewhere.pid in everywhere and len(everywhere) == 3
+    assert processes_of_run(run_id, own_namespace_only=True) == sorted([here.pid, elsewhere.pid])
 
 
 def test_stop_sends_sigterm_then_sigkill_after_the_grace(processes):
