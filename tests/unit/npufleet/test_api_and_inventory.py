@@ -6,6 +6,7 @@ from __future__ import annotations
 import inspect
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -245,3 +246,31 @@ def test_the_validation_pass_refuses_a_serving_typo_without_reaching_the_nodes(t
     clean = run_playbook("validate.yml", inventory)
     assert clean.succeeded, clean.first_failure()
     assert all(host.unreachable == 0 and host.changed == 0 for host in clean.hosts.values())
+
+
+def test_a_cancelled_run_leaves_nothing_of_it_running(tmp_path):
+    """A real run on this machine (a node reached with the local connection), cancelled while its
+    module waits on `sleep 120`: the worker, the module and the sleep outlive ansible-playbook, and the
+    stop ends them; stop.yml then finds nothing left on the node."""
+    from ansible_collections.npufleet.ascend.plugins.module_utils.run_processes import (  # noqa: PLC0415
+        processes_of_run,
+    )
+
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text(yaml.safe_dump({"all": {"children": {"npu_nodes": {"hosts": {"here": {
+        "ansible_connection": "local", "ansible_python_interpreter": sys.executable}}}}}}))  # fmt: skip
+    cancel = threading.Event()
+
+    def cancel_once_sleeping(item: dict) -> None:
+        if item.get("event") == "runner_on_start":
+            # Time for the module to start its sleep.
+            threading.Timer(2, cancel.set).start()
+
+    sleep = Path(__file__).resolve().parents[2] / "playbooks" / "sleep.yml"
+    result = run_playbook(str(sleep), inventory, on_event=cancel_once_sleeping, cancel=cancel)
+    assert result.status == "canceled" and result.run_id
+    assert result.stop and result.stop.status == "successful", result.stop
+    assert result.stop.controller >= 2  # at least the module and its sleep
+    assert result.stop.lines()[0].startswith("controller: stopped ansible-playbook and ")
+    assert result.stop.nodes == {"here": "nothing of the run was running"}
+    assert processes_of_run(result.run_id) == []
