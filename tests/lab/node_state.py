@@ -28,13 +28,18 @@ echo "== filter table"; iptables-save -t filter | sed -E '/^#/d; s/ \[[0-9]+:[0-
 echo "== ip_forward"; cat /proc/sys/net/ipv4/ip_forward
 echo "== listeners"; ss -ltnH | awk '{print $4}' | sort -u
 echo "== system folders"
-stat -c '%n %u:%g %a %Y' / /usr /usr/local /usr/local/lib /etc /var /var/lib /opt /srv /root /home /data 2>&1
+stat -c '%n %u:%g %a' / /usr /usr/local /usr/local/lib /etc /var /var/lib /opt /srv /root /home /data 2>&1
+echo "== entries"; find / /usr/local /etc /var/lib /opt /home /root -mindepth 1 -maxdepth 1 2>&1 | sort
+echo "== given to the container user"; find /usr /etc /srv -maxdepth 3 -xdev -uid 1000 2>&1 | sort
+# Files with their modification time; folders without it (what they hold is listed).
 echo "== settings"
 find /etc/docker /etc/sysctl.d /etc/systemd/system /usr/local/sbin /srv -xdev \
-  -printf '%p %y %u:%g %m %s %T@ %l\n' 2>&1 | sort
-echo "== npufleet records"; find /var/lib/npufleet -printf '%p %y %u:%g %m %s %T@\n' 2>&1 | sort
+  \( -type d -printf '%p %y %u:%g %m\n' \) -o -printf '%p %y %u:%g %m %s %T@ %l\n' 2>&1 | sort
+echo "== npufleet records"
+find /var/lib/npufleet \( -type d -printf '%p %y %u:%g %m\n' \) -o -printf '%p %y %u:%g %m %s %T@\n' 2>&1 | sort
 echo "== work dirs"
-find /home/ma-user /data /var/tmp -xdev -printf '%p %y %u:%g %m %s %T@ %l\n' 2>&1 | sort
+find /home/ma-user /data /var/tmp -xdev \
+  \( -type d -printf '%p %y %u:%g %m\n' \) -o -printf '%p %y %u:%g %m %s %T@ %l\n' 2>&1 | sort
 """
 
 
