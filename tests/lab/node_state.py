@@ -36,7 +36,8 @@ echo "== settings"
 find /etc/docker /etc/sysctl.d /etc/systemd/system /usr/local/sbin /srv -xdev \
   \( -type d -printf '%p %y %u:%g %m\n' \) -o -printf '%p %y %u:%g %m %s %T@ %l\n' 2>&1 | sort
 echo "== npufleet records"
-find /var/lib/npufleet \( -type d -printf '%p %y %u:%g %m\n' \) -o -printf '%p %y %u:%g %m %s %T@\n' 2>&1 | sort
+find /var/lib/npufleet \
+  \( -type d -printf '%p %y %u:%g %m\n' \) -o -printf '%p %y %u:%g %m %s %T@\n' 2>&1 | sort
 echo "== work dirs"
 find /home/ma-user /data /var/tmp -xdev \
   \( -type d -printf '%p %y %u:%g %m\n' \) -o -printf '%p %y %u:%g %m %s %T@ %l\n' 2>&1 | sort
