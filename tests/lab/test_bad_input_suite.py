@@ -11,6 +11,7 @@ also written as JSON into the test's tmp dir."""
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from dataclasses import dataclass, field
@@ -28,6 +29,9 @@ CASES = Path(__file__).resolve().parents[1] / "playbooks" / "bad_input"
 # In the order of the main job; host paths span four stages; bench and teardown after serving.
 PLAYBOOKS = ["preflight", "node", "image", "npu_container", "host_paths", "train", "serve", "bench",
              "teardown", "k8s"]  # fmt: skip
+# The table's order: the stages as the main job runs them, then the rest.
+STAGES = ["inventory", "preflight", "docker", "ip_forward", "metadata_guard", "git_lfs", "image",
+          "npu_container", "train", "serve", "bench", "teardown", "k8s_job"]  # fmt: skip
 
 
 @dataclass
@@ -103,10 +107,10 @@ def inventory_variants(inventory: Path, folder: Path) -> dict[str, Path]:
     hosts = data["all"]["children"]["npu_nodes"]["hosts"]
     first, second = list(hosts)
     variants: dict[str, str] = {}
-    same = json.loads(json.dumps(data))
+    same = copy.deepcopy(data)
     same["all"]["children"]["npu_nodes"]["hosts"][second]["ansible_host"] = hosts[first]["ansible_host"]
     variants["same address"] = yaml.safe_dump(same)
-    same_node = json.loads(json.dumps(data))
+    same_node = copy.deepcopy(data)
     same_node["all"]["children"]["npu_nodes"]["hosts"][second]["npufleet_node_address"] = hosts[first][
         "npufleet_node_address"
     ]
@@ -191,6 +195,7 @@ def test_every_bad_input_is_refused_before_any_change(ready_lab, tmp_path):
         failures.append(f"the command-line cases changed the nodes: {changed[:20]}")
     cases += found
 
+    cases.sort(key=lambda case: STAGES.index(case.stage) if case.stage in STAGES else len(STAGES))
     stages = list(dict.fromkeys(case.stage for case in cases))
     refused = sum(case.refused_before_change for case in cases)
     width = max(len(case.id) for case in cases)
