@@ -55,11 +55,6 @@ def test_npu_smi_info_module(lab_inventory):
     assert result.succeeded, result.first_failure()
 
 
-def test_preflight_refuses_bad_input(lab_inventory):
-    result = run_playbook(str(PLAYBOOKS / "preflight_bad_input.yml"), lab_inventory, limit=f"{LAB}-node1")
-    assert result.succeeded, result.first_failure()
-
-
 @pytest.mark.parametrize(
     ("fault", "npu", "value", "expected"),
     [

@@ -174,8 +174,3 @@ def test_a_daemon_key_the_role_no_longer_sets_is_removed(fresh_lab):
 def test_platform_choices_for_systems_without_a_lab_image(fresh_lab):
     result = run_playbook(str(PLAYBOOKS / "platform_choices.yml"), fresh_lab, limit=f"{LAB}-node1")
     assert result.succeeded, result.first_failure()
-
-
-def test_node_roles_refuse_bad_input(fresh_lab):
-    result = run_playbook(str(PLAYBOOKS / "node_bad_input.yml"), fresh_lab, limit=f"{LAB}-node1")
-    assert result.succeeded, result.first_failure()

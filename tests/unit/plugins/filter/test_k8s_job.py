@@ -253,15 +253,6 @@ def test_field_by_field_equal_to_the_manuals_template(rendered, nodes, table):
     assert job == expected_job
 
 
-def test_bad_settings_are_refused_before_anything_is_written(tmp_path):
-    result = run_playbook("k8s.yml", inventory(tmp_path, 2), extravars={"k8s_job_pvc": "", "k8s_job_npus": 3})
-    assert not result.succeeded
-    message = result.first_failure()
-    assert "The Volcano Job cannot be rendered as configured:" in message
-    assert "k8s_job_pvc='' is not a PVC name" in message and "k8s_job_npus=3 must be" in message
-    assert not (tmp_path / "rendered").exists()
-
-
 def test_the_apply_path_goes_as_far_as_the_missing_api_server(tmp_path):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -284,11 +275,3 @@ def test_the_apply_path_goes_as_far_as_the_missing_api_server(tmp_path):
     assert "Check that the API server in that kubeconfig answers from here" in message
     # Rendered first, so the manifests are there to look at.
     assert (tmp_path / "rendered" / "job.yml").is_file()
-
-
-def test_a_timeout_that_is_not_above_zero_is_refused_before_anything_is_written(tmp_path):
-    """k8s_job_timeout: -5 was accepted and the job followed for no time at all."""
-    result = run_playbook("k8s.yml", inventory(tmp_path, 1), extravars={"k8s_job_timeout": -5})
-    assert not result.succeeded
-    assert "k8s_job_timeout -5 must be a number of seconds above 0" in result.first_failure()
-    assert not (tmp_path / "rendered").exists()
