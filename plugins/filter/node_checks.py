@@ -8,18 +8,12 @@ each stage's own checks at its start judge with the same code."""
 from __future__ import annotations
 
 from ansible.errors import AnsibleFilterError
+from ansible_collections.npufleet.ascend.plugins.plugin_utils.number_runs import number_runs
 
 
 def npu_ranges(npus) -> str:
-    """``0-3, 6``: runs of consecutive NPU ids, for messages; ``none`` for no NPU."""
-    ids = sorted({int(npu) for npu in npus or []})
-    runs: list[list[int]] = []
-    for npu in ids:
-        if runs and npu == runs[-1][-1] + 1:
-            runs[-1].append(npu)
-        else:
-            runs.append([npu])
-    return ", ".join(str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}" for run in runs) or "none"
+    """``0-3, 6``: the NPU ids sorted, runs of consecutive ones in one item; ``none`` for no NPU."""
+    return number_runs(sorted({int(npu) for npu in npus or []})) or "none"
 
 
 def _ids(value, what: str) -> list[int]:

@@ -79,8 +79,8 @@ options:
     default: []
   addresses:
     description:
-      - Addresses (or host names) to try binding a TCP socket to, at a port the kernel picks and
-        closes at once: an address the node does not have cannot be bound. A server in a container
+      - Addresses (or host names) to try binding a TCP socket to, at a port the kernel picks, closed
+        at once. An address the node does not have cannot be bound. A server in a container
         with the host's network (the NPU container) can listen on the same addresses.
     type: list
     elements: str
@@ -200,23 +200,6 @@ ports:
   returned: when O(ports) is not empty
   type: list
   elements: dict
-  contains:
-    port:
-      description: The port.
-      type: int
-    free:
-      description: Whether nothing (apart from ignored containers) listens on it.
-      type: bool
-    listeners:
-      description:
-        - The listening sockets that take the port, with C(address), C(pid), C(process), C(cmdline) and
-          C(container_id).
-      type: list
-      elements: dict
-    ignored:
-      description: Listeners on the port inside an ignored container, same form as C(listeners).
-      type: list
-      elements: dict
   sample:
     - {port: 8000, free: false, ignored: [],
        listeners: [{address: 0.0.0.0, pid: 4242, process: python3, cmdline: python3 -m http.server 8000,
