@@ -495,7 +495,10 @@ def nodes_manager_devices() -> list[str]:
     [
         ({"npu_container_work_dir": "/home/ma-user/ws"}, "is /home/ma-user or below it"),
         ({"npu_container_work_dir": "/home/ma-user"}, "is /home/ma-user or below it"),
-        ({"npu_container_npus": [3, 9]}, "requested NPU(s) 9 have no /dev/davinciN device"),
+        (
+            {"npu_container_npus": [3, 9]},
+            "npu_container_npus [3, 9] names NPU 9, which the node does not have",
+        ),
         ({"npu_container_shm_size": "lots"}, "is not a size such as 200g"),
         # Recreated the container on both nodes, then failed; or failed at Docker's create; or accepted.
         ({"npu_container_npus": [0, 0]}, "npu_container_npus [0, 0] must list NPU ids (whole numbers"),

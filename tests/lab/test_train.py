@@ -303,8 +303,9 @@ def test_a_two_node_run_is_refused_by_the_gate_before_any_rank_starts(train_lab,
          "train_dataset lab_sft_typo is not in /workspace/data/lab/dataset_info.json (it names "),
         ({"train_model_path": "/workspace/models/none"},
          "train_model_path /workspace/models/none has no config.json in container npufleet-workload"),
+        # Refused when the stage starts, on the NPUs the ranks' container gets (npu_container_npus).
         ({"train_npus_per_node": 16},
-         "train_npus_per_node 16 is more than the 4 NPUs of container npufleet-workload: set"),
+         "train_npus_per_node 16 is more than the 4 NPUs (0-3) of the container of the ranks on this node"),
         ({"train_master_port": 70000},
          "train: train_master_port 70000 is not a TCP port (1-65535); nothing was changed"),
         ({"train_stall_timeout": -5}, "train: train_stall_timeout -5 must be a number of seconds above 0"),
@@ -445,7 +446,7 @@ def test_serve_the_trained_adapter_pass_the_gates_and_benchmark_it(train_lab, re
          "serve_host must be an IP address or a host name to listen on (got '0.0.0.0:8000': drop the port"),
         # A documentation address (RFC 5737), no node's: binding it fails; nothing is sent to it.
         ({"serve_host": "198.51.100.7"},
-         "serve_host 198.51.100.7 is not an address the server can listen on in container npufleet-inf"),
+         "serve_host 198.51.100.7 is not an address of this node ([Errno 99] Cannot assign requested"),
         # Restarted the server, then failed.
         ({"serve_start_timeout": -1, "serve_restart": True},
          "Bad serving variables: serve_start_timeout must be a number of seconds above 0 (got -1); nothing"),
@@ -559,21 +560,13 @@ def hold_port(port: int) -> None:
         ("maxlen", {"serve_extra_args": ["--enforce-eager", "--max-model-len=1024"]},
          "max-model-len is longer than the model allows: User-specified max_model_len (1024) is greater",
          "the manual's inference FAQ 2: lower --max-model-len (serve_max_model_len)"),
-        ("port", {},
-         "the serving port is already taken on the node: OSError: [Errno 98] Address already in use",
-         "another process listens on serve_port"),
         ("kv", {"serve_env": {"VLLM_CPU_KVCACHE_SPACE": "64", "HF_HUB_OFFLINE": "1"}},
          "the KV cache does not fit in memory", "ask for a smaller KV cache"),
     ],
 )  # fmt: skip
 def test_vllm_start_up_failures_are_named_with_the_log_and_a_hint(train_lab, case, extravars, meaning, hint):
-    port = {"flag": 8111, "maxlen": 8112, "port": 8113, "kv": 8114}[case]
-    if case == "port":
-        hold_port(port)
-    try:
-        result = serve(train_lab, serve_name=f"vllm-{case}", serve_port=port, **extravars)
-    finally:
-        node_exec(NODES[0], f"pkill -f 'http.server {port}' ; true")
+    port = {"flag": 8111, "maxlen": 8112, "kv": 8114}[case]
+    result = serve(train_lab, serve_name=f"vllm-{case}", serve_port=port, **extravars)
     assert not result.succeeded
     message = result.first_failure()
     print(message)  # the gate's message as the user sees it (pytest -s shows it)
@@ -581,6 +574,22 @@ def test_vllm_start_up_failures_are_named_with_the_log_and_a_hint(train_lab, cas
     assert f"{gate} failed" in message
     assert meaning in message and f"Hint: {hint}" in message and "Log tail (" in message
     assert f"port={port}" not in vllm_processes()
+
+
+def test_a_serving_port_another_process_holds_is_refused_before_vllm_starts(train_lab):
+    """vLLM started, then failed its gate with "Address already in use" in its log (the log's diagnosis
+    still names it, tests/data/vllm_cpu/startup-port.log): the serve stage now reads the port first."""
+    hold_port(8113)
+    try:
+        result = serve(train_lab, serve_name="vllm-port", serve_port=8113)
+    finally:
+        node_exec(NODES[0], "pkill -f 'http.server 8113' ; true")
+    assert not result.succeeded
+    assert (
+        f"serve on {NODES[0]}: serve_port 8113 is already taken on the node by pid" in result.first_failure()
+    )
+    assert "(python3 -m http.server 8113), which is not npufleet's" in result.first_failure()
+    assert node_exec(NODES[0], "test -e /home/ma-user/ws/npufleet/logs/serve-vllm-port.log")[0] == 1
 
 
 def test_a_model_without_tokenizer_files_is_refused_before_vllm_starts(train_lab):
