@@ -79,7 +79,7 @@ def host_path_problems(paths, refused, resolved=None) -> list[str]:
         raise AnsibleFilterError(f"host_path_problems takes a mapping of names to paths, got {paths!r}")
     patterns = _pattern_parts(refused)
     real = {entry.get("path"): entry.get("realpath") for entry in resolved or [] if isinstance(entry, dict)}
-    problems = []
+    refused_paths: dict[str, str] = {}
     for label, value in paths.items():
         problem = _literal_problem(label, value, patterns)
         if problem is None and real.get(value):
@@ -90,8 +90,14 @@ def host_path_problems(paths, refused, resolved=None) -> list[str]:
                     f" {VARIABLE} ({WHY}): {FIX}, or remove the symlink"
                 )
         if problem is not None:
-            problems.append(problem)
-    return problems
+            refused_paths[label] = problem
+    # A folder named after one already refused (train_host_work_dir/npufleet/logs below
+    # train_host_work_dir) says the same again: left out.
+    return [
+        problem
+        for label, problem in refused_paths.items()
+        if not any(label.startswith(f"{parent}/") for parent in refused_paths)
+    ]
 
 
 def volume_host_paths(volumes, name: str) -> dict:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 
 from ansible.errors import AnsibleFilterError
+from ansible_collections.npufleet.ascend.plugins.plugin_utils.number_runs import number_runs
 
 HCCN = "hccn_tool"
 INIT_POLICIES = ("warn", "fail")
@@ -293,17 +294,6 @@ def _version_problem(report: _Report, host: str, problem: dict) -> None:
     report.add(host, None, finding, fix or f"use one that fits: {problem.get('expected')}")
 
 
-def _port_ranges(ports: list[int]) -> str:
-    """``29500, 8000, 60000-60015``: runs of consecutive ports in one item."""
-    items: list[list[int]] = []
-    for port in ports:
-        if items and port == items[-1][-1] + 1:
-            items[-1].append(port)
-        else:
-            items.append([port])
-    return ", ".join(str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}" for run in items)
-
-
 def _table(host: str, rows: dict, extra: list[str]) -> list[str]:
     widths = {
         column: max([len(column)] + [len(cells.get(column, "-")) for cells in rows.values()])
@@ -390,7 +380,7 @@ def job_gate_report(
         extra = []
         if fact.get("ports") is not None:
             taken = _ports(report, host, fact["ports"], ports or [])
-            asked = _port_ranges([int(port["port"]) for port in ports or []])
+            asked = number_runs([int(port["port"]) for port in ports or []])
             extra.append(f"ports {asked}: " + (f"taken {', '.join(taken)}" if taken else "free"))
         versions = fact.get("versions")
         if versions is not None:

@@ -122,120 +122,12 @@ ignored_container_ids:
   elements: str
 """
 
-import glob
-import os
-
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.npufleet.ascend.plugins.module_utils.proc_net import (
-    container_id_from_cgroup,
-    parse_proc_net_tcp,
+from ansible_collections.npufleet.ascend.plugins.module_utils.listeners import (
+    Listeners,
+    ProcUnreadable,
+    bad_ports,
 )
-
-CMDLINE_LIMIT = 200
-# `docker ps` shows ids cut to 12 characters; shorter prefixes would match too much.
-SHORT_ID_LENGTH = 12
-
-
-def _read(path: str) -> str | None:
-    """The file's text, or None when it is gone or unreadable (processes come and go while scanning)."""
-    try:
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            return handle.read()
-    except OSError:
-        return None
-
-
-class ListenPorts:
-    """Who listens on the asked ports, read from procfs (it only reads, in check mode too)."""
-
-    def __init__(self, module: AnsibleModule) -> None:
-        self.module = module
-        self.proc = module.params["proc_root"]
-        # Where the module itself runs in a container (a lab node), that one is the node, not a
-        # container on it.
-        own_cgroup = _read(os.path.join(self.proc, "self", "cgroup"))
-        self.own_container = container_id_from_cgroup(own_cgroup) if own_cgroup else None
-        self.ports = module.params["ports"]
-        bad = [port for port in self.ports if not 1 <= port <= 65535]
-        if bad:
-            module.fail_json(
-                msg=f"ports must be 1..65535, got {', '.join(map(str, bad))}: fix the ports option",
-                bad_ports=bad,
-            )
-
-    def listening_sockets(self) -> list[dict]:
-        sockets = []
-        for name in ("tcp", "tcp6"):
-            text = _read(os.path.join(self.proc, "net", name))
-            # A node without IPv6 has no tcp6; no tcp at all means this is not procfs.
-            if text is None and name == "tcp":
-                self.module.fail_json(msg=f"cannot read {self.proc}/net/tcp: set proc_root to procfs")
-            sockets += [sock for sock in parse_proc_net_tcp(text or "") if sock["state"] == "LISTEN"]
-        return sockets
-
-    def pids_by_inode(self, inodes: set[int]) -> dict[int, int]:
-        """The pid holding each socket inode, from the fd links of every process we may read."""
-        wanted = {f"socket:[{inode}]": inode for inode in inodes}
-        found = {}
-        for link in glob.glob(os.path.join(self.proc, "[0-9]*", "fd", "*")):
-            try:
-                target = os.readlink(link)
-            except OSError:
-                continue
-            if target in wanted:
-                found.setdefault(wanted[target], int(link.split(os.sep)[-3]))
-        return found
-
-    def process(self, pid: int | None) -> dict:
-        if pid is None:
-            return {"pid": None, "process": None, "cmdline": None, "container_id": None}
-        base = os.path.join(self.proc, str(pid))
-        comm = _read(os.path.join(base, "comm"))
-        cmdline = _read(os.path.join(base, "cmdline"))
-        cgroup = _read(os.path.join(base, "cgroup"))
-        return {
-            "pid": pid,
-            "process": comm.strip() if comm is not None else None,
-            "cmdline": cmdline.replace("\0", " ").strip()[:CMDLINE_LIMIT] if cmdline is not None else None,
-            "container_id": container_id_from_cgroup(cgroup, self.own_container) if cgroup else None,
-        }
-
-    def ignored_ids(self) -> list[str]:
-        """Full ids of the ignored containers; names resolved with docker inspect when it is here."""
-        docker = self.module.get_bin_path("docker")
-        ids = []
-        for name in self.module.params["ignore_containers"]:
-            if docker:
-                rc, out, _ = self.module.run_command([docker, "inspect", "--format", "{{.Id}}", name])
-                if rc == 0 and out.strip():
-                    ids.append(out.strip())
-                    continue
-            # Without docker (or for a stopped-and-removed name) an id still matches by prefix.
-            if len(name) >= SHORT_ID_LENGTH and all(char in "0123456789abcdef" for char in name.lower()):
-                ids.append(name.lower())
-        return ids
-
-    def gather(self) -> dict:
-        sockets = [sock for sock in self.listening_sockets() if sock["port"] in self.ports]
-        pids = self.pids_by_inode({sock["inode"] for sock in sockets})
-        ignored_ids = self.ignored_ids()
-        results = []
-        for port in self.ports:
-            listeners, ignored = [], []
-            for sock in sockets:
-                if sock["port"] != port:
-                    continue
-                holder = {"address": sock["address"], **self.process(pids.get(sock["inode"]))}
-                container = holder["container_id"] or ""
-                in_ignored = container and any(container.startswith(known) for known in ignored_ids)
-                (ignored if in_ignored else listeners).append(holder)
-            results.append({"port": port, "free": not listeners, "listeners": listeners, "ignored": ignored})
-        return {
-            "changed": False,
-            "ports": results,
-            "taken": [entry["port"] for entry in results if not entry["free"]],
-            "ignored_container_ids": ignored_ids,
-        }
 
 
 def main() -> None:
@@ -247,7 +139,18 @@ def main() -> None:
         },
         supports_check_mode=True,
     )
-    module.exit_json(**ListenPorts(module).gather())
+    params = module.params
+    bad = bad_ports(params["ports"])
+    if bad:
+        module.fail_json(
+            msg=f"ports must be 1..65535, got {', '.join(map(str, bad))}: fix the ports option", bad_ports=bad
+        )
+    listeners = Listeners(params["proc_root"], module.run_command, module.get_bin_path("docker"))
+    try:
+        found = listeners.gather(params["ports"], params["ignore_containers"])
+    except ProcUnreadable as error:
+        module.fail_json(msg=str(error))
+    module.exit_json(changed=False, **found)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,10 @@ description:
     loop of M(ansible.builtin.stat), M(ansible.builtin.find), C(docker ps), C(docker inspect),
     C(docker image inspect), C(docker info), C(df)). That is the NPU device files, the paths asked
     about, the running containers with the devices they hold, the images asked about, Docker's data
-    root and the free space under paths.
+    root and the free space under paths, what listens on the ports asked about, and whether the
+    node has the addresses asked about.
+  - The validation pass before any change (playbooks/validate.yml) reads in one run of it what every
+    stage's checks on the node need.
   - One run is one round trip to the node; on a re-run with nothing to change, round trips are most
     of the time a play takes.
   - Read-only. Every part is read the same way in check mode.
@@ -60,11 +63,38 @@ options:
     type: list
     elements: path
     default: []
+  ports:
+    description:
+      - TCP ports to tell whether something already listens on, and what (read from procfs, as
+        M(npufleet.ascend.listen_ports) reads them).
+    type: list
+    elements: int
+    default: []
+  ignore_containers:
+    description:
+      - Docker container names or ids whose listeners on O(ports) do not count (npufleet's own, on a
+        re-run), as M(npufleet.ascend.listen_ports) takes them.
+    type: list
+    elements: str
+    default: []
+  addresses:
+    description:
+      - Addresses (or host names) to try binding a TCP socket to, at a port the kernel picks, closed
+        at once. An address the node does not have cannot be bound. A server in a container
+        with the host's network (the NPU container) can listen on the same addresses.
+    type: list
+    elements: str
+    default: []
   dev_root:
     description:
       - Where the device files are; for tests.
     type: path
     default: /dev
+  proc_root:
+    description:
+      - Where procfs is mounted, for O(ports); for tests.
+    type: path
+    default: /proc
 attributes:
   check_mode:
     support: full
@@ -164,6 +194,33 @@ docker_error:
   description: Why Docker could not be read (not installed, not running), or null.
   returned: when O(containers), O(images) or O(docker_root) is set
   type: str
+ports:
+  description:
+    - One entry per port in O(ports), in the order asked, as M(npufleet.ascend.listen_ports) returns it.
+  returned: when O(ports) is not empty
+  type: list
+  elements: dict
+  sample:
+    - {port: 8000, free: false, ignored: [],
+       listeners: [{address: 0.0.0.0, pid: 4242, process: python3, cmdline: python3 -m http.server 8000,
+                    container_id: null}]}
+addresses:
+  description: One entry per address in O(addresses), in the order asked.
+  returned: when O(addresses) is not empty
+  type: list
+  elements: dict
+  contains:
+    address:
+      description: The address as asked.
+      type: str
+    bindable:
+      description: Whether a TCP socket could be bound to it on the node.
+      type: bool
+    error:
+      description: Why it could not (the resolver's or the kernel's message), or null.
+      type: str
+  sample:
+    - {address: 10.0.0.5, bindable: false, error: "[Errno 99] Cannot assign requested address"}
 free_space:
   description: One entry per path in O(free_space), in the order asked.
   returned: always
@@ -182,9 +239,15 @@ free_space:
 """
 
 import os
+import socket
 import stat
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.npufleet.ascend.plugins.module_utils.listeners import (
+    Listeners,
+    ProcUnreadable,
+    bad_ports,
+)
 from ansible_collections.npufleet.ascend.plugins.module_utils.node_readings import (
     DockerUnavailable,
     docker_json,
@@ -238,6 +301,20 @@ def npu_devices(dev_root: str) -> list[int]:
     return sorted(int(number) for number in numbers if number.isdigit())
 
 
+def bind_probe(address: str) -> dict:
+    """Whether a TCP socket binds to ``address`` (port 0, closed at once): the node has that address."""
+    entry = {"address": address, "bindable": False, "error": None}
+    try:
+        family, kind, proto, _, sockaddr = socket.getaddrinfo(address, 0, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.bind(sockaddr)
+    except (OSError, UnicodeError) as error:
+        entry["error"] = str(error)
+    else:
+        entry["bindable"] = True
+    return entry
+
+
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
@@ -247,11 +324,20 @@ def main() -> None:
             "images": {"type": "list", "elements": "str", "default": []},
             "docker_root": {"type": "bool", "default": False},
             "free_space": {"type": "list", "elements": "path", "default": []},
+            "ports": {"type": "list", "elements": "int", "default": []},
+            "ignore_containers": {"type": "list", "elements": "str", "default": []},
+            "addresses": {"type": "list", "elements": "str", "default": []},
             "dev_root": {"type": "path", "default": "/dev"},
+            "proc_root": {"type": "path", "default": "/proc"},
         },
         supports_check_mode=True,
     )
     params = module.params
+    bad = bad_ports(params["ports"])
+    if bad:
+        module.fail_json(
+            msg=f"ports must be 1..65535, got {', '.join(map(str, bad))}: fix the ports option", bad_ports=bad
+        )
     result = {
         "changed": False,
         "paths": [describe_path(path) for path in params["paths"]],
@@ -281,6 +367,14 @@ def main() -> None:
             result["images"] = dict.fromkeys(params["images"])
             result.setdefault("docker_root", None)
             result.setdefault("docker_cgroup_driver", None)
+    if params["ports"]:
+        listeners = Listeners(params["proc_root"], module.run_command, module.get_bin_path("docker"))
+        try:
+            result["ports"] = listeners.gather(params["ports"], params["ignore_containers"])["ports"]
+        except ProcUnreadable as error:
+            module.fail_json(msg=str(error))
+    if params["addresses"]:
+        result["addresses"] = [bind_probe(address) for address in params["addresses"]]
     if params["docker_root"]:
         result["docker_root_free"] = free_space(result.get("docker_root") or "/var/lib/docker")
     module.exit_json(**result)

@@ -11,7 +11,7 @@ import pytest
 
 from npufleet.api import run_playbook
 from npufleet.lab import faults, lifecycle, node_base_image
-from tests.lab.conftest import LAB, run_cli
+from tests.lab.conftest import LAB, node_exec, run_cli
 
 pytestmark = pytest.mark.lab
 PLAYBOOKS = Path(__file__).resolve().parents[1] / "playbooks"
@@ -169,3 +169,104 @@ def test_a_serving_typo_is_refused_before_any_stage_changes_anything(lab_invento
     assert all(host.changed == 0 for host in result.hosts.values())
     print(f"serving typo refused after {took:.1f} s: {lines[0]}")
     assert took < 60
+
+
+# Settings the nodes refuse, each found by reading the nodes in the validation pass: site.yml stops
+# before any stage changes anything, in check mode too. Node 2 holds the mistakes made on a node.
+TRAIN_AND_SERVE = {"train_model_path": "/workspace/models/m", "train_dataset": "lab_sft",
+                   "serve_model_path": "/workspace/models/m"}  # fmt: skip
+NODE_READ_MISTAKES = {
+    "npu the nodes lack": (
+        {"npu_container_npus": [0, 9]},
+        [f"{LAB}-node1", NODE],
+        "npu_container on {node}: npu_container_npus [0, 9] names NPU 9, which the node does not have (it has"
+        " NPUs 0-7, /dev/davinciN): list only those in npu_container_npus, or leave it empty for every NPU of"
+        " the node; nothing was changed",
+    ),
+    "work dir symlinked into /usr": (
+        {"npu_container_host_work_dir": "/data/wslink"},
+        [NODE],
+        "npu_container on {node}: npu_container_host_work_dir /data/wslink leads through a symlink to"
+        " /usr/local/share, which matches /usr/** in npufleet_refused_host_paths",
+    ),
+    "serve_port taken on the node": (
+        TRAIN_AND_SERVE,
+        [NODE],
+        "serve on {node}: serve_port 8000 is already taken on the node by pid {pid} (python3 -m"
+        " http.server 8000), which is not npufleet's: stop it, or set serve_port to a port nothing listens"
+        " on; nothing was changed",
+    ),
+    "more ranks than NPUs": (
+        TRAIN_AND_SERVE | {"train_npus_per_node": 16},
+        [f"{LAB}-node1", NODE],
+        "train on {node}: train_npus_per_node 16 is more than the 8 NPUs (0-7) of the container of the ranks"
+        " on this node (npu_container_npus, or every /dev/davinciN of the node): set train_npus_per_node to 8"
+        " or less; nothing was changed",
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def mistakes_on_node2(lab_inventory):
+    """On node 2: /data/wslink a symlink to /usr/local/share, and a process of the node's own (no
+    container's) listening on 8000, serve_port's default; its pid."""
+    _, pid = node_exec(
+        NODE, "mkdir -p /data && ln -sfn /usr/local/share /data/wslink"
+        " && { nohup python3 -m http.server 8000 >/dev/null 2>&1 & echo $!; } && sleep 1"
+    )  # fmt: skip
+    yield int(pid)
+    node_exec(NODE, f"kill {int(pid)}; rm -f /data/wslink")
+
+
+@pytest.mark.parametrize("check", [False, True], ids=["run", "check"])
+@pytest.mark.parametrize("case", list(NODE_READ_MISTAKES))
+def test_settings_the_nodes_refuse_stop_site_before_any_stage_changes_anything(
+    lab_inventory, mistakes_on_node2, case, check
+):
+    extravars, failing, message = NODE_READ_MISTAKES[case]
+    started = time.monotonic()
+    result = run_playbook("site.yml", lab_inventory, extravars=extravars, check=check)
+    took = time.monotonic() - started
+    assert not result.succeeded
+    lines = {line.split(":")[0]: line for line in result.failure_lines()}
+    print(
+        f"{case}{' (check mode)' if check else ''}: refused after {took:.1f} s:", *lines.values(), sep="\n  "
+    )
+    assert sorted(lines) == [f"{LAB}-node1", NODE]
+    for node in failing:
+        assert message.format(node=node, pid=mistakes_on_node2) in lines[node]
+    for node in {f"{LAB}-node1", NODE} - set(failing):
+        assert f"not started on {node}: the settings of {NODE} were refused" in lines[node]
+    assert all(host.changed == 0 for host in result.hosts.values())
+    assert took < 60
+
+
+def test_every_problem_of_every_stage_on_a_node_is_named_in_one_run(lab_inventory, mistakes_on_node2):
+    extravars = TRAIN_AND_SERVE | {
+        "npu_container_host_work_dir": "/data/wslink",
+        "npu_container_npus": [0, 9],
+        "train_npus_per_node": 16,
+        "serve_host": "198.51.100.7",
+    }
+    started = time.monotonic()
+    result = run_playbook("site.yml", lab_inventory, extravars=extravars)
+    took = time.monotonic() - started
+    lines = {line.split(":")[0]: line for line in result.failure_lines()}
+    node2 = lines[NODE]
+    for expected in (
+        f"npu_container on {NODE}: npu_container_npus [0, 9] names NPU 9",
+        "npu_container_host_work_dir /data/wslink leads through a symlink to /usr/local/share",
+        f"train on {NODE}: train_host_work_dir /data/wslink leads through a symlink",
+        # The NPUs the ranks' container gets are npu_container_npus's.
+        "train_npus_per_node 16 is more than the 2 NPUs (0, 9)",
+        f"serve on {NODE}: serve_host_work_dir /data/wslink leads through a symlink",
+        "serve_port 8000 is already taken on the node",
+        "serve_host 198.51.100.7 is not an address of this node ([Errno 99] Cannot assign requested address)",
+    ):
+        assert expected in node2
+    # Node 1 has no symlink and nothing on 8000: only what the settings get wrong everywhere.
+    node1 = lines[f"{LAB}-node1"]
+    assert "names NPU 9" in node1 and "is more than the 2 NPUs" in node1 and "198.51.100.7" in node1
+    assert "symlink" not in node1 and "serve_port" not in node1
+    assert all(host.changed == 0 for host in result.hosts.values())
+    print(f"every problem refused after {took:.1f} s:", *lines.values(), sep="\n  ")

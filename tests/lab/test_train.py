@@ -300,13 +300,20 @@ def test_a_lost_rank_stops_the_other_and_names_its_node(train_lab, reports):
 
 
 @pytest.mark.parametrize(
-    ("fault", "message"),
+    ("fault", "refusal", "message"),
     [
-        (("link", 2, None), f"{NODES[1]} NPU 2: link is DOWN"),
-        (("port", 0, "29500"), f"{NODES[1]}: port 29500 (train_master_port) is taken by pid"),
+        (("link", 2, None), "the job cannot start:", f"{NODES[1]} NPU 2: link is DOWN"),
+        # Read when the stage starts (and by site.yml's validation pass), before the gate.
+        (
+            ("port", 0, "29500"),
+            f"train on {NODES[1]}:",
+            "train_master_port 29500 is already taken on the node by pid",
+        ),
     ],
 )
-def test_a_two_node_run_is_refused_by_the_gate_before_any_rank_starts(train_lab, reports, fault, message):
+def test_a_two_node_run_is_refused_by_the_gate_before_any_rank_starts(
+    train_lab, reports, fault, refusal, message
+):
     node_exec(NODES[0], "rm -f /home/ma-user/ws/npufleet/logs/gated-rank0.log")
     faults.fault(LAB, NODES[1], *fault)
     try:
@@ -314,8 +321,8 @@ def test_a_two_node_run_is_refused_by_the_gate_before_any_rank_starts(train_lab,
     finally:
         faults.fault(LAB, NODES[1], "clear")
     assert not result.succeeded
-    assert "the job cannot start:" in result.first_failure()
-    assert message in result.first_failure()
+    failures = " ".join(result.failure_lines())
+    assert refusal in failures and message in failures
     for rank, name in enumerate(NODES):
         assert node_exec(name, f"test -e /home/ma-user/ws/npufleet/logs/gated-rank{rank}.log")[0] == 1
         assert node_exec(name, "test -e /var/lib/npufleet/launch/train-gated.json")[0] == 1
@@ -529,21 +536,13 @@ def hold_port(port: int) -> None:
         ("maxlen", {"serve_extra_args": ["--enforce-eager", "--max-model-len=1024"]},
          "max-model-len is longer than the model allows: User-specified max_model_len (1024) is greater",
          "the manual's inference FAQ 2: lower --max-model-len (serve_max_model_len)"),
-        ("port", {},
-         "the serving port is already taken on the node: OSError: [Errno 98] Address already in use",
-         "another process listens on serve_port"),
         ("kv", {"serve_env": {"VLLM_CPU_KVCACHE_SPACE": "64", "HF_HUB_OFFLINE": "1"}},
          "the KV cache does not fit in memory", "ask for a smaller KV cache"),
     ],
 )  # fmt: skip
 def test_vllm_start_up_failures_are_named_with_the_log_and_a_hint(train_lab, case, extravars, meaning, hint):
-    port = {"flag": 8111, "maxlen": 8112, "port": 8113, "kv": 8114}[case]
-    if case == "port":
-        hold_port(port)
-    try:
-        result = serve(train_lab, serve_name=f"vllm-{case}", serve_port=port, **extravars)
-    finally:
-        node_exec(NODES[0], f"pkill -f 'http.server {port}' ; true")
+    port = {"flag": 8111, "maxlen": 8112, "kv": 8114}[case]
+    result = serve(train_lab, serve_name=f"vllm-{case}", serve_port=port, **extravars)
     assert not result.succeeded
     message = result.first_failure()
     print(message)  # the gate's message as the user sees it (pytest -s shows it)
@@ -551,6 +550,22 @@ def test_vllm_start_up_failures_are_named_with_the_log_and_a_hint(train_lab, cas
     assert f"{gate} failed" in message
     assert meaning in message and f"Hint: {hint}" in message and "Log tail (" in message
     assert f"port={port}" not in vllm_processes()
+
+
+def test_a_serving_port_another_process_holds_is_refused_before_vllm_starts(train_lab):
+    """vLLM started, then failed its gate with "Address already in use" in its log (the log's diagnosis
+    still names it, tests/data/vllm_cpu/startup-port.log): the serve stage now reads the port first."""
+    hold_port(8113)
+    try:
+        result = serve(train_lab, serve_name="vllm-port", serve_port=8113)
+    finally:
+        node_exec(NODES[0], "pkill -f 'http.server 8113' ; true")
+    assert not result.succeeded
+    assert (
+        f"serve on {NODES[0]}: serve_port 8113 is already taken on the node by pid" in result.first_failure()
+    )
+    assert "(python3 -m http.server 8113), which is not npufleet's" in result.first_failure()
+    assert node_exec(NODES[0], "test -e /home/ma-user/ws/npufleet/logs/serve-vllm-port.log")[0] == 1
 
 
 def test_a_model_without_tokenizer_files_is_refused_before_vllm_starts(train_lab):
@@ -800,9 +815,11 @@ def test_a_wrong_rank_table_path_is_diagnosed_on_its_node_from_hccls_plog(train_
 
 def test_a_taken_serving_port_is_diagnosed_through_the_cli_with_the_servers_evidence(train_lab, tmp_path):
     """A failed serve stage gathers the evidence as a failed training run does: the server's log, the
-    readings from before it started, the inference container; and the diagnosis names the port."""
+    readings from before it started, the inference container; and the diagnosis names the port. The
+    port is held in the serving container itself (a leftover of an earlier server there): the checks
+    before launch leave npufleet's own containers' listeners alone, so the server starts and fails."""
     port = 8115
-    hold_port(port)
+    node_exec(NODES[0], f"docker exec -d {INFERENCE} python3 -m http.server {port}; sleep 2")
     try:
         done = run_cli(
             "serve", "-i", str(train_lab), "--limit", NODES[0], "-e", "serve_name=portserve",
@@ -810,7 +827,7 @@ def test_a_taken_serving_port_is_diagnosed_through_the_cli_with_the_servers_evid
             "-e", f"npufleet_report_dir={tmp_path}",
         )  # fmt: skip
     finally:
-        node_exec(NODES[0], f"pkill -f 'http.server {port}' ; true")
+        node_exec(NODES[0], f"docker exec {INFERENCE} pkill -f 'http.server {port}' ; true")
     print(done.stderr[-3000:])
     assert done.returncode == 1
     failure = " ".join(done.stderr.split())

@@ -231,8 +231,9 @@ def test_every_unreachable_node_is_listed_with_the_connections_reason(tmp_path):
 
 
 def test_the_validation_pass_refuses_a_serving_typo_without_reaching_the_nodes(tmp_path):
-    """playbooks/validate.yml, site.yml's first play: every stage's checks on every node at once, reading
-    nothing from the nodes (these cannot be reached: a connection attempt would show as unreachable)."""
+    """playbooks/validate.yml, site.yml's first play: every stage's checks on every node at once; the
+    settings' own checks read nothing from the nodes (these cannot be reached: a connection attempt would
+    show as unreachable), and the nodes are read only for the stages whose checks need them."""
     hosts = {f"node{port}": {"ansible_host": "127.0.0.1", "ansible_port": port, "ansible_connection": "ssh"}
              for port in (1, 2)}  # fmt: skip
     inventory = tmp_path / "hosts.yml"
@@ -243,9 +244,16 @@ def test_the_validation_pass_refuses_a_serving_typo_without_reaching_the_nodes(t
     assert not typo.succeeded
     lines = typo.failure_lines()
     assert len(lines) == 2 and all("got: vl" in line and "unreachable" not in line for line in lines), lines
-    clean = run_playbook("validate.yml", inventory)
-    assert clean.succeeded, clean.first_failure()
-    assert all(host.unreachable == 0 and host.changed == 0 for host in clean.hosts.values())
+    # No stage picked by the tags checks anything against the nodes: none is read.
+    unread = run_playbook("validate.yml", inventory, tags="preflight,docker,image")
+    assert unread.succeeded, unread.first_failure()
+    assert all(host.unreachable == 0 and host.changed == 0 for host in unread.hosts.values())
+    # The NPU container's checks read the nodes (NPUs, paths): one reading per node, which these refuse.
+    read = run_playbook("validate.yml", inventory)
+    lines = read.failure_lines()
+    assert [line.split(": unreachable during ")[0] for line in lines] == ["node1", "node2"], lines
+    assert all("Read what the checks against the node need" in line for line in lines), lines
+    assert all(host.changed == 0 for host in read.hosts.values())
 
 
 def test_a_cancelled_run_leaves_nothing_of_it_running(tmp_path):

@@ -166,3 +166,14 @@ def test_volume_host_paths_names_each_volume():
         "npu_container_extra_volumes[3]": 7,
     }
     assert volume_host_paths([], "v") == {}
+
+
+def test_a_folder_named_after_a_refused_one_is_not_refused_again():
+    link = [{"path": "/data/ws", "realpath": "/usr/local/ws"},
+            {"path": "/data/ws/npufleet/logs", "realpath": "/usr/local/ws/npufleet/logs"}]  # fmt: skip
+    paths = {"serve_host_work_dir": "/data/ws", "serve_host_work_dir/npufleet/logs": "/data/ws/npufleet/logs"}
+    (problem,) = host_path_problems(paths, REFUSED, link)
+    assert problem.startswith("serve_host_work_dir /data/ws leads through a symlink to /usr/local/ws")
+    # Named after nothing refused, a folder's own problem is still named.
+    own_link = [*link, {"path": "/data/ws/x", "realpath": "/usr/local/ws/x"}]
+    assert len(host_path_problems({"a": "/data/ws", "b": "/data/ws/x"}, REFUSED, own_link)) == 2

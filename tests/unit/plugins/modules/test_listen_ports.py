@@ -11,6 +11,7 @@ import socket
 
 import pytest
 from ansible.module_utils.testing import patch_module_args
+from ansible_collections.npufleet.ascend.plugins.module_utils.listeners import CMDLINE_LIMIT
 from ansible_collections.npufleet.ascend.plugins.modules import listen_ports
 
 from tests.fixtures import FIXTURE_ROOT
@@ -55,7 +56,7 @@ def test_a_port_this_test_listens_on_is_taken_by_this_process(listener, capsys):
     assert holder["address"] == "127.0.0.1" and holder["pid"] == os.getpid()
     with open(f"/proc/{os.getpid()}/comm", encoding="utf-8") as comm:
         assert holder["process"] == comm.read().strip()
-    assert "pytest" in holder["cmdline"] and len(holder["cmdline"]) <= listen_ports.CMDLINE_LIMIT
+    assert "pytest" in holder["cmdline"] and len(holder["cmdline"]) <= CMDLINE_LIMIT
     # The same answer in check mode.
     checked = run_module(capsys, ports=[listener, free], _ansible_check_mode=True)
     assert checked["ports"] == result["ports"]
@@ -97,7 +98,7 @@ def test_a_listener_in_an_ignored_container_leaves_its_port_free(fake_proc, stan
     (holder,) = counted["ports"][0]["listeners"]
     assert holder["pid"] == 4242 and holder["process"] == "mindieservice_d"
     assert holder["cmdline"].startswith("/usr/local/Ascend/mindie/bin/mindieservice_daemon --port xxx")
-    assert len(holder["cmdline"]) == 200 and holder["container_id"] == CONTAINER_ID
+    assert len(holder["cmdline"]) == CMDLINE_LIMIT and holder["container_id"] == CONTAINER_ID
     # Listeners of processes this scan cannot see are still listed, with no holder.
     assert counted["ports"][1]["listeners"] == [
         {"address": "::", "pid": None, "process": None, "cmdline": None, "container_id": None}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 
 import pytest
 from ansible.module_utils.testing import patch_module_args
@@ -96,3 +97,36 @@ def test_no_docker_is_reported_not_raised(capsys, dev_root, stand_in, monkeypatc
     assert result["images"] == {"x:1": None}
     assert result["docker_root"] is None
     assert result["docker_root_free"]["path"] == "/var/lib/docker"
+
+
+def test_ports_and_addresses(capsys, dev_root):
+    """A port this test listens on is taken by this process; loopback binds, a documentation address
+    (RFC 5737) that no interface has does not (nothing is sent to it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        result = run_module(
+            capsys,
+            dev_root=str(dev_root),
+            devices=False,
+            ports=[port],
+            addresses=["127.0.0.1", "198.51.100.7"],
+        )
+        checked = run_module(
+            capsys, dev_root=str(dev_root), devices=False, ports=[port], _ansible_check_mode=True
+        )
+    assert result["changed"] is False and "npu_devices" not in result
+    ((taken,),) = [[entry for entry in result["ports"] if entry["port"] == port]]
+    assert taken["free"] is False and taken["listeners"][0]["pid"] == os.getpid()
+    assert checked["ports"] == result["ports"]
+    loopback, documentation = result["addresses"]
+    assert loopback == {"address": "127.0.0.1", "bindable": True, "error": None}
+    assert documentation["address"] == "198.51.100.7" and documentation["bindable"] is False
+    assert "assign requested address" in documentation["error"]
+
+
+def test_a_bad_port_is_named(capsys):
+    result = run_module(capsys, ports=[8000, 0])
+    assert result["failed"] is True
+    assert result["msg"] == "ports must be 1..65535, got 0: fix the ports option"
