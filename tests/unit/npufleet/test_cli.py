@@ -493,3 +493,16 @@ def test_report_shows_the_latest_failed_runs_diagnosis_when_it_is_newer(tmp_path
     assert f"The latest failed run ({failed}): hccl_listen_port_in_use on node1" in done.stdout
     as_json = json.loads(run("--json", "report", "--dir", str(tmp_path / "train")).stdout)
     assert as_json["run"] == "sft" and as_json["diagnosis"]["summary"].startswith("hccl_listen_port_in_use")
+
+
+def test_a_failure_with_brackets_is_printed_as_it_is_not_as_markup(tmp_path):
+    """Issue 21: a rank's log line such as "[/__w/pytorch/.../pair.cc:537] Read error" in a failure made
+    the CLI crash with rich's MarkupError. A real run whose failure holds such text."""
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text(yaml.safe_dump({"all": {"children": {"npu_nodes": {"hosts": {"here": {
+        "ansible_connection": "local", "ansible_python_interpreter": sys.executable}}}}}}))  # fmt: skip
+    text = "gloo[/__w/pytorch/pytorch/third_party/gloo/gloo/transport/tcp/pair.cc:537]"
+    done = run("serve", "-i", str(inventory), "-e", f"serve_engine={text}")
+    assert done.returncode == 1, done.stderr
+    assert "rich.errors" not in done.stderr and "Traceback" not in done.stderr
+    assert f"value of serve_engine must be one of: vllm, mindie, llamafactory, got: {text}" in done.stderr
