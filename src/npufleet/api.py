@@ -51,6 +51,9 @@ __all__ = ["STAGES", "HostResult", "InventoryError", "ModuleResult", "RunResult"
 # Every process a run starts carries its id under this name (run_processes.RUN_ID_VARIABLE, on the nodes).
 RUN_ID_VARIABLE = "NPUFLEET_RUN_ID"
 
+# The validation pass's play (playbooks/validate.yml), site.yml's first: a refusal there changed nothing.
+VALIDATION_PLAY = "Check every stage's settings before any change"
+
 # The stages, each a playbook in playbooks/.
 STAGES = {
     "site": "site.yml",
@@ -146,6 +149,16 @@ class RunResult:
                 else:
                     lines.append(f"{host}: {failure['task']}: {failure['msg']}")
         return lines
+
+    def refused_before_any_change(self) -> bool:
+        """Whether the run was stopped by the validation pass (playbooks/validate.yml) on every failing
+        node, before any stage ran: there is nothing on the nodes to gather evidence of."""
+        failures = [failure for host in self.hosts.values() for failure in host.failures]
+        return (
+            bool(failures)
+            and all(failure.get("play") == VALIDATION_PLAY for failure in failures)
+            and all(host.changed == 0 for host in self.hosts.values())
+        )
 
     def first_failure(self) -> str:
         lines = self.failure_lines()
@@ -431,13 +444,18 @@ def _failure(event: dict) -> tuple[str, dict]:
     lost = _connection_lost(res)
     if event.get("event") == "runner_on_unreachable" or lost:
         reason = lost or str(res.get("msg") or "no reason given").strip()
-        return data.get("host", "?"), {"task": data.get("task", "?"), "msg": reason, "unreachable": True}
+        return data.get("host", "?"), {"task": data.get("task", "?"), "msg": reason, "unreachable": True,
+                                       "play": data.get("play", "")}  # fmt: skip
     msg = res.get("msg") or res.get("stderr") or res.get("reason") or "failed"
     if isinstance(msg, list):
         # A list message reads 'headline:', then one problem per item.
         head, *rest = [str(item) for item in msg] or [""]
         msg = f"{head} {'; '.join(rest)}" if head.endswith(":") else "; ".join([head, *rest])
-    return data.get("host", "?"), {"task": data.get("task", "?"), "msg": plain_message(str(msg)).strip()}
+    return data.get("host", "?"), {
+        "task": data.get("task", "?"),
+        "msg": plain_message(str(msg)).strip(),
+        "play": data.get("play", ""),
+    }
 
 
 def _blanked_secrets() -> dict[str, str]:

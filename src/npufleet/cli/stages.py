@@ -207,7 +207,13 @@ def run_stage(
     finally:
         signal.signal(signal.SIGINT, previous)
     diagnosis = None
-    gone_wrong = not result.succeeded and result.status != "canceled" and not args.check
+    # A refusal by the validation pass changed nothing and ran no stage: no evidence to gather.
+    gone_wrong = (
+        not result.succeeded
+        and result.status != "canceled"
+        and not args.check
+        and not result.refused_before_any_change()
+    )
     if gone_wrong and playbook in EVIDENCE_STAGES:
         stage = EVIDENCE_STAGES[playbook]
         diagnosis = collect_evidence(

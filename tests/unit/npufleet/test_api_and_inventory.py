@@ -31,6 +31,7 @@ def test_a_list_message_reads_as_a_headline_and_its_problems():
     assert failure == {
         "task": "Report the result of the preflight checks",
         "msg": "preflight failed on node2: health: NPU 3 is Alarm; driver: found 22.0.0",
+        "play": "",
     }
 
 
@@ -244,6 +245,11 @@ def test_the_validation_pass_refuses_a_serving_typo_without_reaching_the_nodes(t
     assert not typo.succeeded
     lines = typo.failure_lines()
     assert len(lines) == 2 and all("got: vl" in line and "unreachable" not in line for line in lines), lines
+    # The CLI gathers no evidence for it: no stage ran.
+    assert typo.refused_before_any_change()
+    assert yaml.safe_load((runner.project_root() / "playbooks" / "validate.yml").read_text())[0]["name"] == (
+        runner.VALIDATION_PLAY
+    )
     # No stage picked by the tags checks anything against the nodes: none is read.
     unread = run_playbook("validate.yml", inventory, tags="preflight,docker,image")
     assert unread.succeeded, unread.first_failure()
