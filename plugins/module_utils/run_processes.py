@@ -90,17 +90,21 @@ def _alive(pid: int, proc_root: str) -> bool:
     return state not in (b"Z", b"X", b"")
 
 
+def cgroup_of(pid: int | str, proc_root: str = "/proc") -> str:
+    """The text of /proc/PID/cgroup (``pid`` may be "self"); empty when it is gone."""
+    return (_read_bytes(os.path.join(proc_root, str(pid), "cgroup")) or b"").decode("utf-8", "replace")
+
+
 def describe(pid: int, proc_root: str = "/proc") -> dict:
     """What a process is, for the report: its name, command line (cut short) and cgroup text."""
     base = os.path.join(proc_root, str(pid))
     comm = (_read_bytes(os.path.join(base, "comm")) or b"").decode("utf-8", "replace").strip()
     cmdline = (_read_bytes(os.path.join(base, "cmdline")) or b"").decode("utf-8", "replace")
-    cgroup = (_read_bytes(os.path.join(base, "cgroup")) or b"").decode("utf-8", "replace")
     return {
         "pid": pid,
         "process": comm,
         "cmdline": cmdline.replace("\0", " ").strip()[:CMDLINE_LIMIT],
-        "cgroup": cgroup,
+        "cgroup": cgroup_of(pid, proc_root),
     }
 
 

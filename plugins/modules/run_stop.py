@@ -90,6 +90,7 @@ summary:
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.npufleet.ascend.plugins.module_utils.proc_net import container_id_from_cgroup
 from ansible_collections.npufleet.ascend.plugins.module_utils.run_processes import (
+    cgroup_of,
     describe,
     processes_of_run,
     run_id_problem,
@@ -146,7 +147,7 @@ def main() -> None:
     pids = processes_of_run(run_id, proc_root)
     found = [describe(pid, proc_root) for pid in pids]
     # Where the module runs in a container itself (a lab node), that one is the node.
-    own = container_id_from_cgroup(open_text(f"{proc_root}/self/cgroup"))
+    own = container_id_from_cgroup(cgroup_of("self", proc_root))
     ids = {item["pid"]: container_id_from_cgroup(item.pop("cgroup"), own) for item in found}
     names = container_names(module, {container for container in ids.values() if container})
     for item in found:
@@ -159,14 +160,6 @@ def main() -> None:
         left=left,
         summary=summary(found, left, module.check_mode),
     )
-
-
-def open_text(path: str) -> str:
-    try:
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            return handle.read()
-    except OSError:
-        return ""
 
 
 if __name__ == "__main__":

@@ -582,7 +582,7 @@ def run_playbook(
         # Answered at ansible-playbook's prompt from memory: never in a file, argv or the env.
         cmdline.append("--ask-vault-pass")
         passwords[r"^Vault password:\s*?$"] = vault_password
-    cancel_callback = _callback(cancel)
+    cancel_callback = cancel.is_set if isinstance(cancel, threading.Event) else cancel or (lambda: False)
     run_id = secrets.token_hex(8)
 
     def status(data: dict, runner_config=None, **_) -> None:
@@ -673,10 +673,6 @@ def run_playbook(
         run_id=run_id,
         stop=stop,
     )
-
-
-def _callback(cancel: threading.Event | Callable[[], bool] | None) -> Callable[[], bool]:
-    return cancel.is_set if isinstance(cancel, threading.Event) else cancel or (lambda: False)
 
 
 def _stop_run(
