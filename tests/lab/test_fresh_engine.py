@@ -101,7 +101,7 @@ def _no_wheelhouse() -> Path:
 
 def _copy_image(source: docker.DockerClient, target: docker.DockerClient, tag: str) -> None:
     """docker save | docker load, streamed between the two engines."""
-    stream = source.images.get(tag).save(named=True)
+    stream = source.images.get(tag).save(named=tag)  # the tag asked for, not whichever came first
     target.images.load(b"".join(stream))
 
 

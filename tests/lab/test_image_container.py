@@ -240,7 +240,7 @@ def test_offline_load_from_a_tarball_on_the_controller(lab_inventory, tmp_path):
     local = registry.build_workload(client)
     archive = tmp_path / "workload.tar"
     with archive.open("wb") as out:
-        for chunk in client.images.get(local).save(named=True):
+        for chunk in client.images.get(local).save(named=local):
             out.write(chunk)
     forget_images()
     name, _, tag = local.partition(":")

@@ -155,7 +155,8 @@ def archive(client: docker.DockerClient, tag: str) -> Path:
     handle, partial = tempfile.mkstemp(dir=folder, prefix=path.name, suffix=".partial")
     try:
         with os.fdopen(handle, "wb") as out:
-            for chunk in client.images.get(tag).save(named=True):
+            # named=tag: the archive carries this tag, not whichever tag the image got first.
+            for chunk in client.images.get(tag).save(named=tag):
                 out.write(chunk)
         os.replace(partial, path)
     finally:
