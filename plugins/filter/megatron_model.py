@@ -40,7 +40,9 @@ def model_shape(config) -> dict:
     for name, keys in SHAPE_KEYS.items():
         found = next((values[key] for key in keys if values.get(key) not in (None, "")), None)
         if found is not None and (isinstance(found, bool) or not isinstance(found, int) or found < 1):
-            raise AnsibleFilterError(f"config.json's {name} ({'/'.join(keys)}) must be a whole number from 1, got {found!r}")
+            raise AnsibleFilterError(
+                f"config.json's {name} ({'/'.join(keys)}) must be a whole number from 1, got {found!r}"
+            )
         shape[name] = found
     # ChatGLM names the kv groups even when multi-query attention is off.
     if values.get("multi_query_attention") is False and "multi_query_group_num" in values:
@@ -119,18 +121,20 @@ def megatron_record_mismatch(found, wanted: dict, where: str) -> list[str]:
     """How the record ``found`` at ``where`` (a dict, or None when there is none) differs from ``wanted``."""
     if not isinstance(found, dict):
         return [
-            f"{where} has no conversion record (npufleet-conversion.json): the weights there were not converted"
-            " by this role for this plan: run the stage without train_mindspeed_render_only to convert them"
+            f"{where} has no conversion record (npufleet-conversion.json): the weights there were not"
+            " converted by this role for this plan: run the stage without train_mindspeed_render_only to convert them"
         ]
     differences = [
-        f"{key} {found.get(key)!r} (wanted {value!r})" for key, value in wanted.items() if found.get(key) != value
+        f"{key} {found.get(key)!r} (wanted {value!r})"
+        for key, value in wanted.items()
+        if found.get(key) != value
     ]
     if not differences:
         return []
     return [
         f"the weights in {where} were converted with {', '.join(differences)}: the launch would load a layout"
-        " other than the plan's: run the stage again without train_mindspeed_render_only (it converts when the"
-        " record differs), or set train_tp/train_pp to the record's"
+        " other than the plan's: run the stage again without train_mindspeed_render_only (it converts when"
+        " the record differs), or set train_tp/train_pp to the record's"
     ]
 
 

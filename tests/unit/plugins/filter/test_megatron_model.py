@@ -87,8 +87,8 @@ def test_conversion_refused_with_both_numbers_the_variable_and_the_fix():
         " the manual's plan): set train_tp to a divisor of 2 (1, 2)"
     ]
     assert megatron_conversion_problems(config(CONFIGS["qwen2-7b"]), 8, 3) == [
-        "the model's 28 attention heads (config.json: num_attention_heads) do not divide by TP=8 (train_tp, or"
-        " the manual's plan): set train_tp to a divisor of 28 (1, 2, 4, 7, 14, 28)",
+        "the model's 28 attention heads (config.json: num_attention_heads) do not divide by TP=8 (train_tp,"
+        " or the manual's plan): set train_tp to a divisor of 28 (1, 2, 4, 7, 14, 28)",
         "the model's 28 layers (config.json: num_hidden_layers) do not divide by PP=3 (train_pp, or the"
         " manual's plan): set train_pp to a divisor of 28 (1, 2, 4, 7, 14, 28)",
     ]

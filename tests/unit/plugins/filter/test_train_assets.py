@@ -56,12 +56,16 @@ def test_asset_host_paths_name_each_dest():
 
 
 def test_mindspeed_code_names_its_own_variable():
-    code = [{"name": "MindSpeed", "git": "https://gitee.com/ascend/MindSpeed.git", "version": "", "dest": "m"}]
-    assert train_asset_problems(code, "train_mindspeed_code") == [
-        "train_mindspeed_code[0] (MindSpeed) clones https://gitee.com/ascend/MindSpeed.git without version: pin the"
-        " commit (or tag) so every node gets the same code and weights"
+    code = [
+        {"name": "MindSpeed", "git": "https://gitee.com/ascend/MindSpeed.git", "version": "", "dest": "m"}
     ]
-    assert train_asset_host_paths(code, "/w", "train_mindspeed_code") == {"train_mindspeed_code[0].dest": "/w/m"}
+    assert train_asset_problems(code, "train_mindspeed_code") == [
+        "train_mindspeed_code[0] (MindSpeed) clones https://gitee.com/ascend/MindSpeed.git without version:"
+        " pin the commit (or tag) so every node gets the same code and weights"
+    ]
+    assert train_asset_host_paths(code, "/w", "train_mindspeed_code") == {
+        "train_mindspeed_code[0].dest": "/w/m"
+    }
 
 
 def test_a_version_that_is_a_branch_is_refused(tmp_path):
@@ -71,7 +75,9 @@ def test_a_version_that_is_a_branch_is_refused(tmp_path):
     subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True)
     subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "v1"], check=True)
     subprocess.run([*git, "tag", "v1.0.0"], check=True)
-    head = subprocess.run([*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout.strip()
+    head = subprocess.run(
+        [*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True
+    ).stdout.strip()
     code = [
         {"name": "MindSpeed", "git": f"file://{repo}", "version": "main", "dest": "a"},
         {"name": "Megatron-LM", "git": f"file://{repo}", "version": "v1.0.0", "dest": "b"},
@@ -85,6 +91,6 @@ def test_a_version_that_is_a_branch_is_refused(tmp_path):
         )  # fmt: skip
         results.append({"item": entry, "stdout": listing.stdout.strip()})
     assert train_asset_branch_problems(results, code, "train_mindspeed_code") == [
-        f"train_mindspeed_code[0] (MindSpeed) version 'main' is a branch of file://{repo} (now at {head}), which"
-        f" moves: pin it to a commit (version: {head}) or a tag"
+        f"train_mindspeed_code[0] (MindSpeed) version 'main' is a branch of file://{repo} (now at {head}),"
+        f" which moves: pin it to a commit (version: {head}) or a tag"
     ]

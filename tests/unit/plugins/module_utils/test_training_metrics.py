@@ -126,9 +126,11 @@ MEGATRON = Path(__file__).resolve().parents[3] / "data" / "megatron"
 def test_megatron_lines_recorded_in_public_issues():
     """Real Megatron-LM training_log lines (tests/data/megatron/SOURCES.md), the format MindSpeed-LLM
     prints: 2024's with a timestamp, TFLOP/s and an extra loss; 2022's without them, skipped steps."""
-    first = training_metrics.read_megatron_log((MEGATRON / "megatron-lm-issue-756-mixtral-16xh100.log").read_text())
-    assert first[0] == {"iteration": 10, "total_iterations": 500000, "ms_per_iteration": 9496.4, "tflops": 137.5,
-                        "global_batch_size": 128, "loss": 0.2092005}  # fmt: skip
+    first = training_metrics.read_megatron_log(
+        (MEGATRON / "megatron-lm-issue-756-mixtral-16xh100.log").read_text()
+    )
+    assert first[0] == {"iteration": 10, "total_iterations": 500000, "ms_per_iteration": 9496.4,
+                        "tflops": 137.5, "global_batch_size": 128, "loss": 0.2092005}  # fmt: skip
     later = training_metrics.read_megatron_log(
         (MEGATRON / "megatron-lm-issue-756-mixtral-16xh100-later.log").read_text()
     )
@@ -144,7 +146,9 @@ def test_megatron_lines_recorded_in_public_issues():
     assert "from the launch's --seq-length" in result["method"]
     bert = training_metrics.read_megatron_log((MEGATRON / "nccl-issue-743-megatron-bert.log").read_text())
     # All its steps were skipped (loss scale search): timed, but without a loss.
-    assert bert == [{"iteration": 10, "total_iterations": 1000000, "ms_per_iteration": 356.2, "global_batch_size": 4}]
+    assert bert == [
+        {"iteration": 10, "total_iterations": 1000000, "ms_per_iteration": 356.2, "global_batch_size": 4}
+    ]
 
 
 def test_megatron_sequence_length_from_the_logs_arguments():
@@ -157,7 +161,9 @@ def test_megatron_sequence_length_from_the_logs_arguments():
     arguments = training_metrics.read_megatron_arguments(log)
     assert arguments == {"global_batch_size": "64", "seq_length": "2048", "world_size": "16"}
     records = training_metrics.read_megatron_log(log)
-    result = training_metrics.megatron_throughput(records, seq_length=4096, world_size=16, arguments=arguments)
+    result = training_metrics.megatron_throughput(
+        records, seq_length=4096, world_size=16, arguments=arguments
+    )
     assert result["seq_length"] == 2048
     assert "from the log's arguments (the launch asked 4096)" in result["method"]
     expected = [64 * 2048 / (ms / 1000) / 16 for ms in (4000, 4000, 3900, 4000, 4000, 4100)]
