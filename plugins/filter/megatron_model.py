@@ -122,7 +122,8 @@ def megatron_record_mismatch(found, wanted: dict, where: str) -> list[str]:
     if not isinstance(found, dict):
         return [
             f"{where} has no conversion record (npufleet-conversion.json): the weights there were not"
-            " converted by this role for this plan: run the stage without train_mindspeed_render_only to convert them"
+            " converted by this role for this plan: run the stage without train_mindspeed_render_only to"
+            " convert them"
         ]
     differences = [
         f"{key} {found.get(key)!r} (wanted {value!r})"
