@@ -981,41 +981,40 @@ def test_mindspeed_prepared_up_to_the_launch(train_lab, reports):
     work = "/home/ma-user/ws"
     node_exec(NODES[0], f"rm -rf {work}/llm_train {work}/npufleet/{MINDSPEED_RUN}*")
 
+    def refused(what: str, extravars: dict) -> str:
+        result = train(train_lab, reports, limit=NODES[0], **extravars)
+        assert not result.succeeded
+        print(f"\nrefused ({what}): {result.first_failure()}")
+        return result.first_failure()
+
     # The role's own repositories carry no version (the manual names none): refused until pinned.
     unpinned = {key: value for key, value in mindspeed_vars(pins).items() if key != "train_mindspeed_code"}
-    refused = train(train_lab, reports, limit=NODES[0], **unpinned)
-    assert not refused.succeeded
-    print("\nrefused (no pins):", refused.first_failure())
+    message = refused("no pins", unpinned)
     assert (
         "Bad train_mindspeed_code: train_mindspeed_code[0] (MindSpeed) clones"
         " https://gitee.com/ascend/MindSpeed.git without version: pin the commit (or tag)"
-    ) in refused.first_failure()
-    assert "The manual names no revision of MindSpeed, Megatron-LM or ModelLink" in refused.first_failure()
+    ) in message
+    assert "The manual names no revision of MindSpeed, Megatron-LM or ModelLink" in message
     assert node_exec(NODES[0], f"test -e {work}/llm_train")[0] != 0
 
     # A version that names a branch moves: refused before anything is cloned.
     branch = mindspeed_vars(pins)
     branch["train_mindspeed_code"][1]["version"] = "main"
-    refused = train(train_lab, reports, limit=NODES[0], **branch)
-    assert not refused.succeeded
-    print("refused (branch):", refused.first_failure())
+    message = refused("branch", branch)
     assert (
         "train_mindspeed_code[1] (Megatron-LM) version 'main' is a branch of file:///srv/mirrors/Megatron-LM.git"
         " (now at "
-    ) in refused.first_failure()
-    assert "which moves: pin it to a commit" in refused.first_failure()
+    ) in message
+    assert "which moves: pin it to a commit" in message
     assert node_exec(NODES[0], f"test -e {work}/llm_train")[0] != 0
 
     # TP 3 does not divide the tiny Qwen2's 4 heads: refused from its config.json, before converting.
-    three = mindspeed_vars(pins, train_tp=3, train_pp=1, train_npus_per_node=3)
-    refused = train(train_lab, reports, limit=NODES[0], **three)
-    assert not refused.succeeded
-    print("refused (TP):", refused.first_failure())
+    message = refused("TP", mindspeed_vars(pins, train_tp=3, train_pp=1, train_npus_per_node=3))
     assert (
         "the model's 4 attention heads (/workspace/models/tiny-qwen2/config.json: num_attention_heads) do"
         " not divide by TP=3 (train_tp, or the manual's plan): set train_tp to a divisor of 4 (1, 2, 4);"
         " nothing was converted"
-    ) in refused.first_failure()
+    ) in message
     assert node_exec(NODES[0], f"test -e {work}/npufleet/{MINDSPEED_RUN}-convert.sh")[0] != 0
 
     # TP 2 x PP 2: the code cloned at its pins, the scripts rendered, none run.

@@ -36,29 +36,31 @@ def flat(args: list[list[str]]) -> list[str]:
     return [token for option in args for token in option]
 
 
-def test_shape_args_of_the_manuals_models():
-    assert flat(megatron_shape_args(config(CONFIGS["qwen2-7b"]))) == [
-        "--num-layers", "28", "--hidden-size", "3584", "--num-attention-heads", "28",
-        "--group-query-attention", "--num-query-groups", "4", "--ffn-hidden-size", "18944",
-        "--make-vocab-size-divisible-by", "1", "--padded-vocab-size", "152064",
-        "--max-position-embeddings", "32768",
-    ]  # fmt: skip
-    # Llama 2 7B has as many kv heads as heads: no grouped-query attention.
-    llama2 = flat(megatron_shape_args(config(CONFIGS["llama2-7b"])))
-    assert "--group-query-attention" not in llama2 and "--num-query-groups" not in llama2
-    assert llama2[:6] == ["--num-layers", "32", "--hidden-size", "4096", "--num-attention-heads", "32"]
-    assert llama2[-2:] == ["--max-position-embeddings", "4096"]
-    # The values ModelLink's own Llama 3.1 8B launch script gives by hand (examples/llama3_1).
-    llama3 = megatron_shape_args(config(CONFIGS["llama3-8b"]))
-    assert ["--num-query-groups", "8"] in llama3 and ["--ffn-hidden-size", "14336"] in llama3
-    assert ["--padded-vocab-size", "128256"] in llama3
-    # GLM-4 names them its own way (num_layers, multi_query_group_num, ffn_hidden_size, ...).
-    assert flat(megatron_shape_args(config(CONFIGS["glm4-9b"]))) == [
-        "--num-layers", "40", "--hidden-size", "4096", "--num-attention-heads", "32",
-        "--group-query-attention", "--num-query-groups", "2", "--ffn-hidden-size", "13696",
-        "--make-vocab-size-divisible-by", "1", "--padded-vocab-size", "151552",
-        "--max-position-embeddings", "131072",
-    ]  # fmt: skip
+@pytest.mark.parametrize(
+    ("model", "expected"),
+    [
+        ("qwen2-7b",
+         "--num-layers 28 --hidden-size 3584 --num-attention-heads 28 --group-query-attention --num-query-groups 4"
+         " --ffn-hidden-size 18944 --make-vocab-size-divisible-by 1 --padded-vocab-size 152064"
+         " --max-position-embeddings 32768"),
+        # As many kv heads as heads: no grouped-query attention.
+        ("llama2-7b",
+         "--num-layers 32 --hidden-size 4096 --num-attention-heads 32 --ffn-hidden-size 11008"
+         " --make-vocab-size-divisible-by 1 --padded-vocab-size 32000 --max-position-embeddings 4096"),
+        # The values ModelLink's own Llama 3.1 8B launch script gives by hand (examples/llama3_1).
+        ("llama3-8b",
+         "--num-layers 32 --hidden-size 4096 --num-attention-heads 32 --group-query-attention --num-query-groups 8"
+         " --ffn-hidden-size 14336 --make-vocab-size-divisible-by 1 --padded-vocab-size 128256"
+         " --max-position-embeddings 8192"),
+        # GLM-4 names them its own way (num_layers, multi_query_group_num, ffn_hidden_size, ...).
+        ("glm4-9b",
+         "--num-layers 40 --hidden-size 4096 --num-attention-heads 32 --group-query-attention --num-query-groups 2"
+         " --ffn-hidden-size 13696 --make-vocab-size-divisible-by 1 --padded-vocab-size 151552"
+         " --max-position-embeddings 131072"),
+    ],
+)  # fmt: skip
+def test_shape_args_of_the_manuals_models(model, expected):
+    assert " ".join(flat(megatron_shape_args(config(CONFIGS[model])))) == expected
 
 
 def test_shape_of_the_labs_recorded_tiny_qwen2():
