@@ -40,7 +40,8 @@ def flat(args: list[list[str]]) -> list[str]:
     ("model", "expected"),
     [
         ("qwen2-7b",
-         "--num-layers 28 --hidden-size 3584 --num-attention-heads 28 --group-query-attention --num-query-groups 4"
+         "--num-layers 28 --hidden-size 3584 --num-attention-heads 28"
+         " --group-query-attention --num-query-groups 4"
          " --ffn-hidden-size 18944 --make-vocab-size-divisible-by 1 --padded-vocab-size 152064"
          " --max-position-embeddings 32768"),
         # As many kv heads as heads: no grouped-query attention.
@@ -49,12 +50,14 @@ def flat(args: list[list[str]]) -> list[str]:
          " --make-vocab-size-divisible-by 1 --padded-vocab-size 32000 --max-position-embeddings 4096"),
         # The values ModelLink's own Llama 3.1 8B launch script gives by hand (examples/llama3_1).
         ("llama3-8b",
-         "--num-layers 32 --hidden-size 4096 --num-attention-heads 32 --group-query-attention --num-query-groups 8"
+         "--num-layers 32 --hidden-size 4096 --num-attention-heads 32"
+         " --group-query-attention --num-query-groups 8"
          " --ffn-hidden-size 14336 --make-vocab-size-divisible-by 1 --padded-vocab-size 128256"
          " --max-position-embeddings 8192"),
         # GLM-4 names them its own way (num_layers, multi_query_group_num, ffn_hidden_size, ...).
         ("glm4-9b",
-         "--num-layers 40 --hidden-size 4096 --num-attention-heads 32 --group-query-attention --num-query-groups 2"
+         "--num-layers 40 --hidden-size 4096 --num-attention-heads 32"
+         " --group-query-attention --num-query-groups 2"
          " --ffn-hidden-size 13696 --make-vocab-size-divisible-by 1 --padded-vocab-size 151552"
          " --max-position-embeddings 131072"),
     ],
