@@ -981,41 +981,38 @@ def test_mindspeed_prepared_up_to_the_launch(train_lab, reports):
     work = "/home/ma-user/ws"
     node_exec(NODES[0], f"rm -rf {work}/llm_train {work}/npufleet/{MINDSPEED_RUN}*")
 
-    def refused(what: str, extravars: dict) -> str:
+    def refused(what: str, extravars: dict, expected: list[str], absent: str) -> None:
+        """The run fails with each of ``expected`` in its message, and ``absent`` was not made."""
         result = train(train_lab, reports, limit=NODES[0], **extravars)
         assert not result.succeeded
         print(f"\nrefused ({what}): {result.first_failure()}")
-        return result.first_failure()
+        for words in expected:
+            assert words in result.first_failure()
+        assert node_exec(NODES[0], f"test -e {absent}")[0] != 0
 
     # The role's own repositories carry no version (the manual names none): refused until pinned.
     unpinned = {key: value for key, value in mindspeed_vars(pins).items() if key != "train_mindspeed_code"}
-    message = refused("no pins", unpinned)
-    assert (
-        "Bad train_mindspeed_code: train_mindspeed_code[0] (MindSpeed) clones"
-        " https://gitee.com/ascend/MindSpeed.git without version: pin the commit (or tag)"
-    ) in message
-    assert "The manual names no revision of MindSpeed, Megatron-LM or ModelLink" in message
-    assert node_exec(NODES[0], f"test -e {work}/llm_train")[0] != 0
+    refused("no pins", unpinned, [
+        "Bad train_mindspeed_code: train_mindspeed_code[0] (MindSpeed) clones https://gitee.com/ascend/MindSpeed.git"
+        " without version: pin the commit (or tag)",
+        "The manual names no revision of MindSpeed, Megatron-LM or ModelLink",
+    ], f"{work}/llm_train")  # fmt: skip
 
     # A version that names a branch moves: refused before anything is cloned.
     branch = mindspeed_vars(pins)
     branch["train_mindspeed_code"][1]["version"] = "main"
-    message = refused("branch", branch)
-    assert (
+    refused("branch", branch, [
         "train_mindspeed_code[1] (Megatron-LM) version 'main' is a branch of file:///srv/mirrors/Megatron-LM.git"
-        " (now at "
-    ) in message
-    assert "which moves: pin it to a commit" in message
-    assert node_exec(NODES[0], f"test -e {work}/llm_train")[0] != 0
+        " (now at ",
+        "which moves: pin it to a commit",
+    ], f"{work}/llm_train")  # fmt: skip
 
     # TP 3 does not divide the tiny Qwen2's 4 heads: refused from its config.json, before converting.
-    message = refused("TP", mindspeed_vars(pins, train_tp=3, train_pp=1, train_npus_per_node=3))
-    assert (
+    refused("TP", mindspeed_vars(pins, train_tp=3, train_pp=1, train_npus_per_node=3), [
         "the model's 4 attention heads (/workspace/models/tiny-qwen2/config.json: num_attention_heads) do"
         " not divide by TP=3 (train_tp, or the manual's plan): set train_tp to a divisor of 4 (1, 2, 4);"
-        " nothing was converted"
-    ) in message
-    assert node_exec(NODES[0], f"test -e {work}/npufleet/{MINDSPEED_RUN}-convert.sh")[0] != 0
+        " nothing was converted",
+    ], f"{work}/npufleet/{MINDSPEED_RUN}-convert.sh")  # fmt: skip
 
     # TP 2 x PP 2: the code cloned at its pins, the scripts rendered, none run.
     said = []
