@@ -24,7 +24,7 @@ CONFIGS = {
     "qwen2-7b": "qwen2-7b-instruct-config.json",
     "llama2-7b": "llama2-7b-chat-hf-config.json",
     "llama3-8b": "llama3-8b-instruct-config.json",
-    "glm4-9b": "glm4-9b-chat-config.json",
+    "glm3-6b": "chatglm3-6b-config.json",
 }
 
 
@@ -44,22 +44,23 @@ def flat(args: list[list[str]]) -> list[str]:
          " --group-query-attention --num-query-groups 4"
          " --ffn-hidden-size 18944 --make-vocab-size-divisible-by 1 --padded-vocab-size 152064"
          " --max-position-embeddings 32768"),
-        # As many kv heads as heads: no grouped-query attention.
+        # As many kv heads as heads: no grouped-query attention. The recorded file is the Hub's first
+        # revision, max_position_embeddings 2048 (tests/data/megatron/SOURCES.md).
         ("llama2-7b",
          "--num-layers 32 --hidden-size 4096 --num-attention-heads 32 --ffn-hidden-size 11008"
-         " --make-vocab-size-divisible-by 1 --padded-vocab-size 32000 --max-position-embeddings 4096"),
+         " --make-vocab-size-divisible-by 1 --padded-vocab-size 32000 --max-position-embeddings 2048"),
         # The values ModelLink's own Llama 3.1 8B launch script gives by hand (examples/llama3_1).
         ("llama3-8b",
          "--num-layers 32 --hidden-size 4096 --num-attention-heads 32"
          " --group-query-attention --num-query-groups 8"
          " --ffn-hidden-size 14336 --make-vocab-size-divisible-by 1 --padded-vocab-size 128256"
          " --max-position-embeddings 8192"),
-        # GLM-4 names them its own way (num_layers, multi_query_group_num, ffn_hidden_size, ...).
-        ("glm4-9b",
-         "--num-layers 40 --hidden-size 4096 --num-attention-heads 32"
+        # ChatGLM names them its own way (num_layers, multi_query_group_num, ffn_hidden_size, ...).
+        ("glm3-6b",
+         "--num-layers 28 --hidden-size 4096 --num-attention-heads 32"
          " --group-query-attention --num-query-groups 2"
-         " --ffn-hidden-size 13696 --make-vocab-size-divisible-by 1 --padded-vocab-size 151552"
-         " --max-position-embeddings 131072"),
+         " --ffn-hidden-size 13696 --make-vocab-size-divisible-by 1 --padded-vocab-size 65024"
+         " --max-position-embeddings 8192"),
     ],
 )  # fmt: skip
 def test_shape_args_of_the_manuals_models(model, expected):
@@ -112,7 +113,7 @@ def test_configs_megatron_cannot_use_are_refused():
     wrapped = {"model_type": "qwen2_vl", "text_config": config(CONFIGS["qwen2-7b"])}
     assert model_shape(wrapped)["layers"] == 28
     # ChatGLM without multi-query attention: as many kv heads as heads.
-    glm = config(CONFIGS["glm4-9b"]) | {"multi_query_attention": False}
+    glm = config(CONFIGS["glm3-6b"]) | {"multi_query_attention": False}
     assert model_shape(glm)["kv_heads"] == 32
 
 
