@@ -7,14 +7,15 @@ from __future__ import annotations
 SOURCES = ("git", "src", "path")
 
 
-def train_asset_problems(assets) -> list[str]:
-    """Problems of ``train_assets``: each entry needs ``dest`` (relative, without '..') and exactly
-    one source: ``git`` with a pinned ``version``, ``src`` (controller) or ``path`` (node)."""
+def train_asset_problems(assets, variable: str = "train_assets") -> list[str]:
+    """Problems of ``train_assets`` (or another list of the same entries, named ``variable``): each
+    entry needs ``dest`` (relative, without '..') and exactly one source: ``git`` with a pinned
+    ``version``, ``src`` (controller) or ``path`` (node)."""
     if not isinstance(assets, list):
-        return [f"train_assets must be a list of entries, got {type(assets).__name__}"]
+        return [f"{variable} must be a list of entries, got {type(assets).__name__}"]
     problems = []
     for index, entry in enumerate(assets):
-        where = f"train_assets[{index}]"
+        where = f"{variable}[{index}]"
         if not isinstance(entry, dict):
             problems.append(f"{where} must be a mapping, got {entry!r}")
             continue
@@ -55,15 +56,36 @@ def train_asset_parents(assets) -> list[str]:
     return parents
 
 
-def train_asset_host_paths(assets, work_dir: str) -> dict:
-    """Where each asset goes on the node, named ``train_assets[index].dest``, for the host path checks
-    (filter host_path_problems): a symlink in the work dir must not lead an asset into a system folder."""
+def train_asset_host_paths(assets, work_dir: str, variable: str = "train_assets") -> dict:
+    """Where each asset goes on the node, named ``train_assets[index].dest`` (``variable`` names the
+    list), for the host path checks (filter host_path_problems): a symlink in the work dir must not lead
+    an asset into a system folder."""
     base = str(work_dir).rstrip("/")
     return {
-        f"train_assets[{index}].dest": f"{base}/{str(entry.get('dest', '')).strip('/')}"
+        f"{variable}[{index}].dest": f"{base}/{str(entry.get('dest', '')).strip('/')}"
         for index, entry in enumerate(assets or [])
         if isinstance(entry, dict)
     }
+
+
+def train_asset_branch_problems(results, assets, variable: str = "train_assets") -> list[str]:
+    """Entries of ``assets`` pinned to a branch, from the registered results of ``git ls-remote --heads
+    REPO refs/heads/VERSION`` looped over them (a line naming refs/heads/ means the version is a branch).
+    A branch moves, so nodes set up on different days would get different code."""
+    problems = []
+    for result in results or []:
+        entry = result.get("item") or {}
+        heads = [line for line in str(result.get("stdout", "")).splitlines() if "\trefs/heads/" in line]
+        if not heads:
+            continue
+        index = assets.index(entry) if entry in assets else "?"
+        label = f"{variable}[{index}] ({entry.get('name') or entry.get('dest') or 'no name'})"
+        commit = heads[0].split()[0]
+        problems.append(
+            f"{label} version {entry.get('version')!r} is a branch of {entry.get('git')} (now at {commit}),"
+            f" which moves: pin it to a commit (version: {commit}) or a tag"
+        )
+    return problems
 
 
 class FilterModule:
@@ -72,4 +94,5 @@ class FilterModule:
             "train_asset_problems": train_asset_problems,
             "train_asset_parents": train_asset_parents,
             "train_asset_host_paths": train_asset_host_paths,
+            "train_asset_branch_problems": train_asset_branch_problems,
         }

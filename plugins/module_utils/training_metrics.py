@@ -131,12 +131,45 @@ def read_megatron_log(text: str) -> list[dict]:
     return records
 
 
+# Megatron's arguments block on rank 0 (megatron/training/arguments.py, _print_args): between
+# "---- arguments ----" and "---- end of arguments ----", one "  name ..... value" line each.
+_MEGATRON_ARGUMENT = re.compile(r"^\s+([A-Za-z_][A-Za-z0-9_]*) \.+ ?(.*?)\s*$")
+
+
+def read_megatron_arguments(text: str) -> dict:
+    """The arguments a Megatron-LM / MindSpeed-LLM run printed at its start (as strings), or {} where
+    the log has no arguments block (a rank other than 0 on another node)."""
+    arguments, inside = {}, False
+    for line in text.splitlines():
+        if "end of arguments" in line:
+            inside = False
+        elif line.strip().strip("-").strip() == "arguments":
+            inside = True
+        elif inside:
+            match = _MEGATRON_ARGUMENT.match(line)
+            if match:
+                arguments[match.group(1)] = match.group(2)
+    return arguments
+
+
 def megatron_throughput(
     records: list[dict], *, seq_length: int, world_size: int, global_batch_size: int | None = None,
-    fraction: float = 0.6,
+    fraction: float = 0.6, arguments: dict | None = None,
 ) -> dict:  # fmt: skip
     """Tokens/s per card = global batch x sequence length / iteration time / world size, averaged
-    over the middle iterations (the first ones include compilation and warm-up), beside TFLOP/s."""
+    over the middle iterations (the first ones include compilation and warm-up), beside TFLOP/s.
+
+    The iteration lines carry the time and the global batch, not the sequence length: it is the
+    ``seq_length`` the run printed in its arguments block (``arguments``, from read_megatron_arguments)
+    when the log has one, else the ``seq_length`` given (the launch's --seq-length)."""
+    logged = str((arguments or {}).get("seq_length", ""))
+    seq_source = "the launch's --seq-length"
+    if logged.isdigit() and int(logged) > 0:
+        if int(logged) != int(seq_length):
+            seq_source = f"the log's arguments (the launch asked {seq_length})"
+        else:
+            seq_source = "the log's arguments"
+        seq_length = int(logged)
     if world_size < 1 or seq_length < 1:
         raise ValueError("seq_length and world_size must be at least 1")
     timed = [r for r in records if "ms_per_iteration" in r]
@@ -157,9 +190,10 @@ def megatron_throughput(
         "tokens_per_second_per_card": sum(per_card) / len(per_card),
         "tflops_per_card": sum(tflops) / len(tflops) if tflops else None,
         "window": {"first_step": window[0]["iteration"], "last_step": window[-1]["iteration"]},
+        "seq_length": seq_length,
         "method": (
-            f"global batch x seq_length {seq_length} / iteration time / world size {world_size},"
-            f" mean of iterations {window[0]['iteration']} to {window[-1]['iteration']}"
+            f"global batch x seq_length {seq_length} (from {seq_source}) / iteration time / world size"
+            f" {world_size}, mean of iterations {window[0]['iteration']} to {window[-1]['iteration']}"
         ),
     }
 

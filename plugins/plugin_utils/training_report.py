@@ -16,6 +16,7 @@ from ansible_collections.npufleet.ascend.plugins.module_utils.training_metrics i
     llamafactory_throughput,
     markdown,
     megatron_throughput,
+    read_megatron_arguments,
     read_megatron_log,
     read_trainer_log,
 )
@@ -75,6 +76,7 @@ def compute(params: dict) -> tuple[dict, list[tuple]]:
                 seq_length=params["seq_length"],
                 world_size=params["cards"],
                 global_batch_size=params["global_batch_size"],
+                arguments=read_megatron_arguments(text),
             )
             points = [(r["iteration"], r["loss"]) for r in records if "loss" in r]
     except (ValueError, KeyError, TypeError) as error:

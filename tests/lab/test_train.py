@@ -906,3 +906,160 @@ def test_a_too_small_shm_is_diagnosed_on_its_node(train_lab, tmp_path, node2_con
     assert (first["id"], first["node"]) == ("shm_too_small", NODES[1])
     assert first["file"].startswith(f"nodes/{NODES[1]}/")
     assert (evidence / "nodes" / NODES[1] / "logs" / "smallshm-before.log").is_file()
+
+
+# MindSpeed-LLM end to end, up to the launch: only an NPU runs its scripts (torch_npu), so the lab
+# inventory sets train_mindspeed_render_only. Stand-ins for the manual's third-party repositories are
+# made on the node (nothing reaches an outside host); the model is the lab's real tiny Qwen2.
+MINDSPEED_RUN = "ms-tiny"
+MINDSPEED_SCRIPTS = [
+    f"{MINDSPEED_RUN}-install.sh",
+    f"{MINDSPEED_RUN}-convert.sh",
+    f"{MINDSPEED_RUN}-preprocess.sh",
+    f"{MINDSPEED_RUN}.sh",
+]
+ASCENDSPEED = "llm_train/AscendSpeed"
+COMMIT = "git -c user.email=t@lab -c user.name=t commit -q"
+
+
+def mindspeed_stand_ins(node: str) -> dict[str, str]:
+    """Bare repositories on the node standing in for MindSpeed, Megatron-LM and ModelLink: a pinned
+    first commit (tagged v1), then a second one on branch main that must not be taken."""
+    files = {
+        "MindSpeed": ["mindspeed/__init__.py"],
+        "Megatron-LM": ["megatron/__init__.py"],
+        "ModelLink": ["tools/checkpoint/convert_ckpt.py", "preprocess_data.py", "pretrain_gpt.py"],
+    }
+    pins = {}
+    for name, paths in files.items():
+        work, bare = f"/tmp/ms-{name}", f"/srv/mirrors/{name}.git"
+        steps = ["set -e", f"rm -rf {work} {bare}", f"git init -q -b main {work}", f"cd {work}"]
+        steps += [f"mkdir -p $(dirname {path}) && touch {path}" for path in paths]
+        steps += ["echo v1 > VERSION", "git add -A", f"{COMMIT} -m v1", "git tag v1", "git rev-parse HEAD"]
+        steps += ["echo v2 > VERSION", f"{COMMIT} -am v2", f"git clone -q --bare {work} {bare}"]
+        code, output = node_exec(node, "; ".join(steps))
+        assert code == 0, output
+        pins[name] = output.splitlines()[-1]
+    return pins
+
+
+def mindspeed_vars(pins: dict[str, str], **changes) -> dict:
+    version = "import transformers; print(transformers.__version__)"
+    _, installed = node_exec(NODES[0], f"docker exec {CONTAINER} python3 -c {shlex.quote(version)}")
+    # A tag, and commits: the pins the inventory must give (the manual names none).
+    versions = {"MindSpeed": "v1", "Megatron-LM": pins["Megatron-LM"], "ModelLink": pins["ModelLink"]}
+    code = [
+        {
+            "name": name,
+            "git": f"file:///srv/mirrors/{name}.git",
+            "version": pin,
+            "dest": f"{ASCENDSPEED}/{name}",
+        }
+        for name, pin in versions.items()
+    ]
+    return {
+        "train_framework": "mindspeed",
+        "train_name": MINDSPEED_RUN,
+        "train_mindspeed_code": code,
+        # install.sh's transformers pin, at the version the lab image has (no index to install another).
+        "train_mindspeed_pip_requirements": [f"transformers=={installed}"],
+        "train_pip_extra_args": ["--no-index"],
+        "train_mindspeed_hf_model_path": "/workspace/models/tiny-qwen2",
+        "train_mindspeed_data_input": "/workspace/data/lab/lab_sft.json",
+        "train_npus_per_node": 4,
+        "train_tp": 2,
+        "train_pp": 2,
+        "train_global_batch_size": 8,
+        "train_seq_length": 128,
+    } | changes
+
+
+def test_mindspeed_prepared_up_to_the_launch(train_lab, reports):
+    setup_node = run_playbook("node.yml", train_lab, limit=NODES[0], tags="git_lfs")
+    assert setup_node.succeeded, setup_node.first_failure()
+    pins = mindspeed_stand_ins(NODES[0])
+    work = "/home/ma-user/ws"
+    node_exec(NODES[0], f"rm -rf {work}/llm_train {work}/npufleet/{MINDSPEED_RUN}*")
+
+    def refused(what: str, extravars: dict, expected: list[str], absent: str) -> None:
+        """The run fails with each of ``expected`` in its message, and ``absent`` was not made."""
+        result = train(train_lab, reports, limit=NODES[0], **extravars)
+        assert not result.succeeded
+        print(f"\nrefused ({what}): {result.first_failure()}")
+        for words in expected:
+            assert words in result.first_failure()
+        assert node_exec(NODES[0], f"test -e {absent}")[0] != 0
+
+    # The role's own repositories carry no version (the manual names none): refused until pinned.
+    unpinned = {key: value for key, value in mindspeed_vars(pins).items() if key != "train_mindspeed_code"}
+    refused("no pins", unpinned, [
+        "Bad train_mindspeed_code: train_mindspeed_code[0] (MindSpeed) clones https://gitee.com/ascend/MindSpeed.git"
+        " without version: pin the commit (or tag)",
+        "The manual names no revision of MindSpeed, Megatron-LM or ModelLink",
+    ], f"{work}/llm_train")  # fmt: skip
+
+    # A version that names a branch moves: refused before anything is cloned.
+    branch = mindspeed_vars(pins)
+    branch["train_mindspeed_code"][1]["version"] = "main"
+    refused("branch", branch, [
+        "train_mindspeed_code[1] (Megatron-LM) version 'main' is a branch of file:///srv/mirrors/Megatron-LM.git"
+        " (now at ",
+        "which moves: pin it to a commit",
+    ], f"{work}/llm_train")  # fmt: skip
+
+    # TP 3 does not divide the tiny Qwen2's 4 heads: refused from its config.json, before converting.
+    refused("TP", mindspeed_vars(pins, train_tp=3, train_pp=1, train_npus_per_node=3), [
+        "the model's 4 attention heads (/workspace/models/tiny-qwen2/config.json: num_attention_heads) do"
+        " not divide by TP=3 (train_tp, or the manual's plan): set train_tp to a divisor of 4 (1, 2, 4);"
+        " nothing was converted",
+    ], f"{work}/npufleet/{MINDSPEED_RUN}-convert.sh")  # fmt: skip
+
+    # TP 2 x PP 2: the code cloned at its pins, the scripts rendered, none run.
+    said = []
+
+    def listen(event):
+        data = event.get("event_data", {})
+        if (
+            event.get("event") == "runner_on_ok"
+            and data.get("task") == "Say that the scripts were only rendered"
+        ):
+            said.extend(data["res"]["msg"])
+
+    extravars = {"train_report_dir": str(reports)} | mindspeed_vars(pins)
+    ok = run_playbook("train.yml", train_lab, limit=NODES[0], on_event=listen, extravars=extravars)
+    assert ok.succeeded, ok.first_failure()
+    print("\n".join(str(line) for line in said))
+    assert said[0].startswith("train_mindspeed_render_only: the scripts below were rendered on")
+    assert said[2] == "conversion: would run (TP 2, PP 2)"
+    for name in ("MindSpeed", "Megatron-LM", "ModelLink"):
+        assert node_exec(NODES[0], f"cat {work}/{ASCENDSPEED}/{name}/VERSION") == (0, "v1"), name
+    scripts = {}
+    for name in MINDSPEED_SCRIPTS:
+        code, text = node_exec(NODES[0], f"cat {work}/npufleet/{name}")
+        assert code == 0, text
+        scripts[name] = text
+        print(f"\n===== {work}/npufleet/{name} =====\n{text}")
+    convert = scripts[f"{MINDSPEED_RUN}-convert.sh"]
+    assert "--target-tensor-parallel-size 2 \\\n  --target-pipeline-parallel-size 2" in convert
+    assert '"tp": 2, "pp": 2, "source": "/workspace/models/tiny-qwen2"' in convert
+    preprocess = scripts[f"{MINDSPEED_RUN}-preprocess.sh"]
+    assert "--output-prefix /workspace/data/mindspeed/ms-tiny" in preprocess
+    assert "--tokenizer-name-or-path /workspace/models/tiny-qwen2 \\\n" in preprocess
+    launch = scripts[f"{MINDSPEED_RUN}.sh"]
+    # The shape of the tiny Qwen2's config.json (4 heads, 2 kv heads, 2 layers, vocab 326, 512 positions),
+    # the plan's TP and PP, and what the conversion and the preprocessing write.
+    wanted = [
+        "--num-layers 2", "--hidden-size 128", "--num-attention-heads 4", "--group-query-attention",
+        "--num-query-groups 2", "--ffn-hidden-size 256", "--padded-vocab-size 326",
+        "--max-position-embeddings 512", "--tensor-model-parallel-size 2", "--pipeline-model-parallel-size 2",
+        "--data-path /workspace/data/mindspeed/ms-tiny_text_document",
+        "--load /workspace/model_weights/ms-tiny", "--tokenizer-name-or-path /workspace/models/tiny-qwen2",
+    ]  # fmt: skip
+    for line in wanted:
+        assert f"  {line} \\\n" in launch, line
+    # Nothing ran: no converted weights, no preprocessed data, no rank, no report.
+    assert node_exec(NODES[0], f"ls {work}/model_weights/{MINDSPEED_RUN} {work}/data/mindspeed")[0] != 0
+    assert not (reports / MINDSPEED_RUN).exists()
+
+    again = run_playbook("train.yml", train_lab, limit=NODES[0], extravars=extravars)
+    assert again.succeeded and again.hosts[NODES[0]].changed == 0, again.hosts[NODES[0]].changed_tasks

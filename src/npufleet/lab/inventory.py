@@ -133,6 +133,9 @@ def _training_vars(workload: dict) -> dict:
         "train_poll_seconds": 10,
         "train_stall_timeout": 300,
         "train_timeout": 3600,
+        # MindSpeed-LLM (train_framework: mindspeed) needs torch_npu: the lab renders its install,
+        # conversion, preprocessing and launch scripts and runs none of them.
+        "train_mindspeed_render_only": True,
         # Serving: the tiny model with the adapter site.yml trains; LLaMA-Factory's API stays the
         # second engine (serve_engine: llamafactory, in the training container).
         "serve_model_path": "/workspace/models/tiny-qwen2",

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+
 from ansible_collections.npufleet.ascend.plugins.filter.train_assets import (
+    train_asset_branch_problems,
     train_asset_host_paths,
     train_asset_parents,
     train_asset_problems,
@@ -50,3 +53,44 @@ def test_asset_host_paths_name_each_dest():
         "train_assets[2].dest": "/home/ma-user/ws/code",
     }
     assert train_asset_host_paths([], "/data/ws") == {}
+
+
+def test_mindspeed_code_names_its_own_variable():
+    code = [
+        {"name": "MindSpeed", "git": "https://gitee.com/ascend/MindSpeed.git", "version": "", "dest": "m"}
+    ]
+    assert train_asset_problems(code, "train_mindspeed_code") == [
+        "train_mindspeed_code[0] (MindSpeed) clones https://gitee.com/ascend/MindSpeed.git without version:"
+        " pin the commit (or tag) so every node gets the same code and weights"
+    ]
+    assert train_asset_host_paths(code, "/w", "train_mindspeed_code") == {
+        "train_mindspeed_code[0].dest": "/w/m"
+    }
+
+
+def test_a_version_that_is_a_branch_is_refused(tmp_path):
+    """On real `git ls-remote --heads REPO refs/heads/VERSION` output, as the role registers it."""
+    repo = tmp_path / "repo"
+    git = ["git", "-C", str(repo), "-c", "user.email=t@lab", "-c", "user.name=t"]
+    subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True)
+    subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "v1"], check=True)
+    subprocess.run([*git, "tag", "v1.0.0"], check=True)
+    head = subprocess.run(
+        [*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    code = [
+        {"name": "MindSpeed", "git": f"file://{repo}", "version": "main", "dest": "a"},
+        {"name": "Megatron-LM", "git": f"file://{repo}", "version": "v1.0.0", "dest": "b"},
+        {"name": "ModelLink", "git": f"file://{repo}", "version": head, "dest": "c"},
+    ]
+    results = []
+    for entry in code:
+        listing = subprocess.run(
+            ["git", "ls-remote", "--heads", "--", entry["git"], f"refs/heads/{entry['version']}"],
+            check=True, capture_output=True, text=True,
+        )  # fmt: skip
+        results.append({"item": entry, "stdout": listing.stdout.strip()})
+    assert train_asset_branch_problems(results, code, "train_mindspeed_code") == [
+        f"train_mindspeed_code[0] (MindSpeed) version 'main' is a branch of file://{repo} (now at {head}),"
+        f" which moves: pin it to a commit (version: {head}) or a tag"
+    ]

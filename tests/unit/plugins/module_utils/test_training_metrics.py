@@ -118,3 +118,55 @@ def test_markdown_report_shows_both_figures():
     assert "| LLaMA-Factory's own figure per card | 549.5 |" in text
     assert "| loss | converging: falls" in text
     assert "![loss](loss.png)" in text
+
+
+MEGATRON = Path(__file__).resolve().parents[3] / "data" / "megatron"
+
+
+def test_megatron_lines_recorded_in_public_issues():
+    """Real Megatron-LM training_log lines (tests/data/megatron/SOURCES.md), the format MindSpeed-LLM
+    prints: 2024's with a timestamp, TFLOP/s and an extra loss; 2022's without them, skipped steps."""
+    first = training_metrics.read_megatron_log(
+        (MEGATRON / "megatron-lm-issue-756-mixtral-16xh100.log").read_text()
+    )
+    assert first[0] == {"iteration": 10, "total_iterations": 500000, "ms_per_iteration": 9496.4,
+                        "tflops": 137.5, "global_batch_size": 128, "loss": 0.2092005}  # fmt: skip
+    later = training_metrics.read_megatron_log(
+        (MEGATRON / "megatron-lm-issue-756-mixtral-16xh100-later.log").read_text()
+    )
+    assert [r["iteration"] for r in later] == [43, 44, 45]
+    # lm loss, not load_balancing_loss.
+    assert [r["loss"] for r in later] == [1.825991, 1.875063, 1.834162]
+    result = training_metrics.megatron_throughput(later, seq_length=4096, world_size=16)
+    # Three iterations are too few to leave any out: the mean of all three.
+    assert result["window"] == {"first_step": 43, "last_step": 45}
+    expected = [128 * 4096 / (ms / 1000) / 16 for ms in (5444.9, 5533.8, 5718.6)]
+    assert result["tokens_per_second_per_card"] == pytest.approx(sum(expected) / 3)
+    assert result["tflops_per_card"] == pytest.approx((239.8 + 236.0 + 228.4) / 3)
+    assert "from the launch's --seq-length" in result["method"]
+    bert = training_metrics.read_megatron_log((MEGATRON / "nccl-issue-743-megatron-bert.log").read_text())
+    # All its steps were skipped (loss scale search): timed, but without a loss.
+    assert bert == [
+        {"iteration": 10, "total_iterations": 1000000, "ms_per_iteration": 356.2, "global_batch_size": 4}
+    ]
+
+
+def test_megatron_sequence_length_from_the_logs_arguments():
+    # Megatron's _print_args: "  name <dots to column 48> value", sorted, on rank 0 only.
+    block = ["------------------------ arguments ------------------------"]
+    for name, value in [("global_batch_size", 64), ("seq_length", 2048), ("world_size", 16)]:
+        block.append(f"  {name} {'.' * (48 - len(name))} {value}")
+    block.append("-------------------- end of arguments ---------------------")
+    log = "\n".join(block) + "\n" + MEGATRON_LOG
+    arguments = training_metrics.read_megatron_arguments(log)
+    assert arguments == {"global_batch_size": "64", "seq_length": "2048", "world_size": "16"}
+    records = training_metrics.read_megatron_log(log)
+    result = training_metrics.megatron_throughput(
+        records, seq_length=4096, world_size=16, arguments=arguments
+    )
+    assert result["seq_length"] == 2048
+    assert "from the log's arguments (the launch asked 4096)" in result["method"]
+    expected = [64 * 2048 / (ms / 1000) / 16 for ms in (4000, 4000, 3900, 4000, 4000, 4100)]
+    assert result["tokens_per_second_per_card"] == pytest.approx(sum(expected) / 6)
+    # A last rank on another node has no arguments block: the launch's value is used.
+    assert training_metrics.read_megatron_arguments(MEGATRON_LOG) == {}
