@@ -223,3 +223,53 @@ def build_digest(context: str, dockerfile: str, build_args: dict, target: str, s
     add("target", (target or "").encode())
     add("secrets", json.dumps(sorted(secret_ids or [])).encode())
     return "sha256:" + digest.hexdigest()
+
+
+_ARG_REFERENCE = re.compile(r"\$(?:\{(\w+)(?::?-([^}]*))?\}|(\w+))")
+
+
+def base_images(dockerfile_text: str, build_args: dict) -> list:
+    """The images a Dockerfile's FROM lines name, with the ARGs before the first FROM (and the build
+    args given) filled in: what the engine must hold or pull before BuildKit starts. Stages named
+    earlier (``FROM builder``) and ``scratch`` are not images."""
+    args = {}
+    stages = set()
+    images = []
+    seen_from = False
+    logical = []
+    for line in dockerfile_text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("#") and not logical:
+            continue
+        if stripped.endswith("\\"):
+            logical.append(stripped[:-1])
+            continue
+        logical.append(stripped)
+        instruction = " ".join(part for part in logical if part)
+        logical = []
+        words = instruction.split()
+        if not words:
+            continue
+        keyword = words[0].upper()
+        if keyword == "ARG" and not seen_from and len(words) > 1:
+            for declared in words[1:]:
+                name, _, default = declared.partition("=")
+                args[name] = str(build_args[name]) if name in (build_args or {}) else default.strip("\"'")
+        elif keyword == "FROM":
+            seen_from = True
+            rest = [word for word in words[1:] if not word.startswith("--")]
+            if not rest:
+                continue
+
+            def fill(match):
+                name = match.group(1) or match.group(3)
+                value = args.get(name, "")
+                return value if value or match.group(2) is None else match.group(2)
+
+            image = _ARG_REFERENCE.sub(fill, rest[0])
+            if len(rest) >= 3 and rest[1].upper() == "AS":
+                stages.add(rest[2].lower())
+            if image.lower() in stages or image == "scratch" or not image or image in images:
+                continue
+            images.append(image)
+    return images

@@ -71,7 +71,10 @@ options:
     type: path
     default: ""
   pull:
-    description: Always pull the base image, so a newer base under the same tag is built on.
+    description:
+      - Pull the base images even when the engine holds them, so a newer base under the same tag is
+        built on. Either way the engine pulls them (C(docker pull), with the login of O(docker_config)),
+        not BuildKit, which in Docker 20.10 reaches a registry over HTTPS only.
     type: bool
     default: false
 attributes:
@@ -84,7 +87,10 @@ attributes:
 requirements:
   - C(docker) CLI and engine 18.09 or later with BuildKit (Debian's C(docker.io) 20.10 has it).
 notes:
-  - A base image named by tag is used as the engine holds it unless O(pull) is set.
+  - A base image named by tag is used as the engine holds it unless O(pull) is set; the FROM lines' images
+    (with the ARGs before the first FROM filled in) are pulled by the engine first when it lacks them.
+  - Pulling a changed base does not change RV(build_digest): a build on a newer base needs a change in the
+    Dockerfile, the context or the build args (a tag or digest in FROM, say).
 """
 
 EXAMPLES = r"""
@@ -140,8 +146,12 @@ import tempfile
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.npufleet.ascend.plugins.module_utils.container_image import (
     BUILD_LABEL,
+    base_images,
     build_digest,
     check_reference,
+    classify_failure,
+    failure_message,
+    registry_host,
 )
 
 _SECRET_ID_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
@@ -197,27 +207,59 @@ class ImageBuilder:
         found, image_id = self.labelled_digest()
         result["previous_digest"] = found or ""
         if found == wanted:
-            module.exit_json(**result, image_id=image_id, msg=f"{self.ref} is built from this Dockerfile and context")
+            module.exit_json(
+                **result, image_id=image_id, msg=f"{self.ref} is built from this Dockerfile and context"
+            )
         result.update(changed=True, action="build")
         why = "not on this host" if found is None else "built from something else"
         if module.check_mode:
             module.exit_json(**result, msg=f"would build {self.ref} ({why})")
+        self.pull_bases()
         log = self.build(wanted)
         _, image_id = self.labelled_digest()
         module.exit_json(**result, image_id=image_id, log_tail=log, msg=f"built {self.ref} ({why})")
+
+    def client(self) -> list:
+        argv = [self.docker]
+        if self.params["docker_config"]:
+            argv += ["--config", self.params["docker_config"]]
+        return argv
+
+    def pull_bases(self) -> None:
+        """Pull the FROM images the engine lacks (all of them with O(pull)) through the engine's own pull,
+        with the build's login. BuildKit would use them as the engine holds them; left to itself, Docker
+        20.10's BuildKit reaches a registry over HTTPS only, whatever the engine's insecure-registries."""
+        with open(self.dockerfile) as handle:
+            bases = base_images(handle.read(), self.params["build_args"])
+        for base in bases:
+            rc, _, _ = self.module.run_command([self.docker, "image", "inspect", base])
+            if rc == 0 and not self.params["pull"]:
+                continue
+            rc, out, err = self.module.run_command([*self.client(), "pull", "--quiet", base])
+            if rc != 0:
+                detail = (err or out).strip()
+                self.module.fail_json(
+                    msg="the base image of the build: "
+                    + failure_message(classify_failure(detail), base, detail, registry_host(base), "docker"),
+                    **self.result,
+                )
 
     def build(self, digest: str) -> str:
         params = self.params
         # The secrets' folder: beside the client config when there is one (the role's private folder).
         folder = tempfile.mkdtemp(prefix="npufleet-build-secrets.", dir=params["docker_config"] or None)
         try:
-            argv = [self.docker]
-            if params["docker_config"]:
-                argv += ["--config", params["docker_config"]]
-            argv += ["build", "--progress", "plain", "--file", self.dockerfile, "--tag", self.ref]
+            argv = [
+                *self.client(),
+                "build",
+                "--progress",
+                "plain",
+                "--file",
+                self.dockerfile,
+                "--tag",
+                self.ref,
+            ]
             argv += ["--label", f"{BUILD_LABEL}={digest}"]
-            if params["pull"]:
-                argv.append("--pull")
             if params["target"]:
                 argv += ["--target", params["target"]]
             for key in sorted(params["build_args"]):
@@ -230,7 +272,9 @@ class ImageBuilder:
                     secret_file.write(secret["value"])
                 argv += ["--secret", f"id={secret['id']},src={path}"]
             argv.append(params["context"])
-            rc, out, err = self.module.run_command(argv, environ_update={"DOCKER_BUILDKIT": "1", "LC_ALL": "C"})
+            rc, out, err = self.module.run_command(
+                argv, environ_update={"DOCKER_BUILDKIT": "1", "LC_ALL": "C"}
+            )
         finally:
             shutil.rmtree(folder, ignore_errors=True)
         # BuildKit writes its progress to stderr. AnsibleModule masks the secrets' values in what it returns.
