@@ -281,8 +281,8 @@ class ImageBuilder:
         tail = "\n".join((err + out).strip().splitlines()[-40:])
         if rc != 0:
             self.module.fail_json(
-                msg=f"building {self.ref} from {self.dockerfile} failed (docker build exit {rc}): see log_tail "
-                "for the step that failed",
+                msg=f"building {self.ref} from {self.dockerfile} failed (docker build exit {rc}): "
+                "the build's last lines (log_tail) show the step that failed",
                 rc=rc,
                 log_tail=tail,
                 **self.result,

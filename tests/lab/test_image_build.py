@@ -230,7 +230,8 @@ def test_build_push_fan_out_and_run_a_derived_image_with_a_secret_pip_index(
     for node in NODES:
         code, output = node_exec(
             node,
-            "docker exec npufleet-workload /opt/extra/bin/python -c 'import npufleet_extra; print(npufleet_extra.VERSION)'",
+            "docker exec npufleet-workload /opt/extra/bin/python -c "
+            "'import npufleet_extra; print(npufleet_extra.VERSION)'",
         )
         assert (code, output) == (0, "1.0.0"), output
 
