@@ -11,13 +11,13 @@ description:
   - Builds O(name):O(tag) from O(dockerfile) and the build context O(context) with the Docker engine on
     the host it runs on, through BuildKit (C(DOCKER_BUILDKIT=1 docker build)), and labels the image
     with the digest of what it was built from (C(io.npufleet.build-digest)).
-  - Does nothing when the image of that name already carries the same digest: the same Dockerfile, the
-    same context files, the same build args, target and secret ids.
+  - Does nothing when the image of that name already carries the same digest, that is the same
+    Dockerfile, the same context files, the same build args, target and secret ids.
   - Secrets (a pip index password, a token) reach the build as BuildKit secrets, which a Dockerfile
     mounts for one C(RUN) (C(RUN --mount=type=secret,id=ID,target=/root/.netrc ...)); they are in no
     layer, no history entry, no command line and no output. Each is written for the build into a 0600
     file in a 0700 folder, removed when the build ends, whatever happened.
-  - Build args are for what is not secret: they are recorded in the image's history.
+  - Build args are for what is not secret, since they are recorded in the image's history.
   - C(docker buildx) is not needed (Debian's C(docker.io) has no buildx plugin); the classic CLI's
     BuildKit takes C(--secret) since Docker 18.09. C(RUN --mount) needs no C(# syntax=) line on
     Docker 20.10 and later (a syntax line would pull the frontend image from Docker Hub).
@@ -89,7 +89,7 @@ requirements:
 notes:
   - A base image named by tag is used as the engine holds it unless O(pull) is set; the FROM lines' images
     (with the ARGs before the first FROM filled in) are pulled by the engine first when it lacks them.
-  - Pulling a changed base does not change RV(build_digest): a build on a newer base needs a change in the
+  - Pulling a changed base does not change RV(build_digest); a build on a newer base needs a change in the
     Dockerfile, the context or the build args (a tag or digest in FROM, say).
 """
 
