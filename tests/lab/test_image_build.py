@@ -102,6 +102,17 @@ def wheel_index(tmp_path):
     )
 
 
+@pytest.fixture
+def forget_built():
+    """After the test, the built image and the base it was built on go from the nodes (with the container
+    started from it), so the other image tests find the nodes as they expect: no layer of the workload
+    image left on them."""
+    yield
+    for node in NODES:
+        node_exec(node, "docker rm -f npufleet-workload >/dev/null 2>&1; true")
+        node_exec(node, "docker images -q '*/npufleet/*' | sort -u | xargs -r docker rmi -f >/dev/null; true")
+
+
 def _layers_holding(text: str, node: str, ref: str) -> list[str]:
     """The members of every layer of ``ref`` (a `docker save` of it on ``node``) whose bytes hold ``text``,
     and the save's own files (config, manifest) that do."""
@@ -135,7 +146,7 @@ def _files_holding(folder: Path, text: str) -> list[str]:
 
 
 def test_build_push_fan_out_and_run_a_derived_image_with_a_secret_pip_index(
-    lab_inventory, tmp_path, wheel_index
+    lab_inventory, tmp_path, wheel_index, forget_built
 ):
     index, index_user, index_password = wheel_index
     found = yaml.safe_load(lab_inventory.read_text())["all"]["vars"]
