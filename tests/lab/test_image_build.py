@@ -104,13 +104,17 @@ def wheel_index(tmp_path):
 
 @pytest.fixture
 def forget_built():
-    """After the test, the built image and the base it was built on go from the nodes (with the container
-    started from it), so the other image tests find the nodes as they expect: no layer of the workload
-    image left on them."""
+    """After the test, what the builds left goes from the nodes: the container started from the image, the
+    images (the first build's too, untagged by the second) and BuildKit's cache, which keeps the base
+    image's layers. The other image tests count the bytes each node pulls, from nothing."""
     yield
     for node in NODES:
         node_exec(node, "docker rm -f npufleet-workload >/dev/null 2>&1; true")
         node_exec(node, "docker images -q '*/npufleet/*' | sort -u | xargs -r docker rmi -f >/dev/null; true")
+        node_exec(
+            node, "docker images -q --filter label=io.npufleet.build-digest | xargs -r docker rmi -f; true"
+        )
+        node_exec(node, "docker builder prune --all --force >/dev/null; true")
 
 
 def _layers_holding(text: str, node: str, ref: str) -> list[str]:
