@@ -1,11 +1,16 @@
 # Copyright: npufleet contributors
 # Apache License 2.0
 """Pure logic for moving container images onto nodes: image references, reading ``ctr images ls``,
-and telling apart the ways a pull fails (each gets its own message and fix)."""
+telling apart the ways a pull fails (each gets its own message and fix), and the digest of what an
+image build is made from."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import re
+import stat
 
 # What each failure kind means for the user, and whether trying again can help.
 FAILURES = {
@@ -173,3 +178,98 @@ def normalize_ref(ref: str) -> str:
     return (
         f"docker.io/{ref}" if "/" in ref.partition(":")[0].partition("@")[0] else f"docker.io/library/{ref}"
     )
+
+
+# The label a built image carries: the digest of what it was built from (build_digest), which is how a
+# later run sees that the Dockerfile, the context and the build's settings have not changed.
+BUILD_LABEL = "io.npufleet.build-digest"
+
+
+def build_digest(context: str, dockerfile: str, build_args: dict, target: str, secret_ids: list) -> str:
+    """sha256 of everything a build is made from: the Dockerfile's text, every file of the context
+    (its path, whether it is executable, its bytes; a link's target), the build args, the target stage
+    and the secrets' ids. Secret values are left out on purpose: a digest of a password in an image
+    label could be checked against guesses. Files ``.dockerignore`` excludes count too, so changing
+    one builds again (a needless build, never a missed one)."""
+    digest = hashlib.sha256()
+
+    def add(kind: str, *parts: bytes) -> None:
+        digest.update(kind.encode())
+        for part in parts:
+            # Length-prefixed, so no two different inputs run together into the same bytes.
+            digest.update(str(len(part)).encode() + b":" + part)
+
+    with open(dockerfile, "rb") as handle:
+        add("dockerfile", handle.read())
+    for folder, dirs, files in os.walk(context):
+        dirs.sort()
+        relative_folder = os.path.relpath(folder, context)
+        for name in sorted(files + [d for d in dirs if os.path.islink(os.path.join(folder, d))]):
+            path = os.path.join(folder, name)
+            relative = os.path.normpath(os.path.join(relative_folder, name)).encode()
+            info = os.lstat(path)
+            if stat.S_ISLNK(info.st_mode):
+                add("link", relative, os.readlink(path).encode())
+            elif stat.S_ISREG(info.st_mode):
+                add("file", relative, b"x" if info.st_mode & 0o111 else b"-")
+                file_digest = hashlib.sha256()
+                with open(path, "rb") as handle:
+                    for block in iter(lambda: handle.read(1 << 20), b""):
+                        file_digest.update(block)
+                add("bytes", file_digest.digest())
+        if not files and not dirs and relative_folder != ".":
+            add("empty-dir", relative_folder.encode())
+    add("args", json.dumps(build_args or {}, sort_keys=True).encode())
+    add("target", (target or "").encode())
+    add("secrets", json.dumps(sorted(secret_ids or [])).encode())
+    return "sha256:" + digest.hexdigest()
+
+
+_ARG_REFERENCE = re.compile(r"\$(?:\{(\w+)(?::?-([^}]*))?\}|(\w+))")
+
+
+def base_images(dockerfile_text: str, build_args: dict) -> list:
+    """The images a Dockerfile's FROM lines name, with the ARGs before the first FROM (and the build
+    args given) filled in: what the engine must hold or pull before BuildKit starts. Stages named
+    earlier (``FROM builder``) and ``scratch`` are not images."""
+    args = {}
+    stages = set()
+    images = []
+    seen_from = False
+    logical = []
+    for line in dockerfile_text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("#") and not logical:
+            continue
+        if stripped.endswith("\\"):
+            logical.append(stripped[:-1])
+            continue
+        logical.append(stripped)
+        instruction = " ".join(part for part in logical if part)
+        logical = []
+        words = instruction.split()
+        if not words:
+            continue
+        keyword = words[0].upper()
+        if keyword == "ARG" and not seen_from and len(words) > 1:
+            for declared in words[1:]:
+                name, _, default = declared.partition("=")
+                args[name] = str(build_args[name]) if name in (build_args or {}) else default.strip("\"'")
+        elif keyword == "FROM":
+            seen_from = True
+            rest = [word for word in words[1:] if not word.startswith("--")]
+            if not rest:
+                continue
+
+            def fill(match):
+                name = match.group(1) or match.group(3)
+                value = args.get(name, "")
+                return value if value or match.group(2) is None else match.group(2)
+
+            image = _ARG_REFERENCE.sub(fill, rest[0])
+            if len(rest) >= 3 and rest[1].upper() == "AS":
+                stages.add(rest[2].lower())
+            if image.lower() in stages or image == "scratch" or not image or image in images:
+                continue
+            images.append(image)
+    return images

@@ -47,7 +47,9 @@ def lab_inventory(tmp_path_factory):
     # Docker comes with these nodes: the 'held' fault starts a container inside one.
     lifecycle.up(LAB, nodes=2, npus=8, chip="910B3", inventory=inventory, flavour="full")
     yield inventory
-    lifecycle.down(LAB, inventory)
+    # NPUFLEET_KEEP_LAB=1 keeps it for the next run while working on the tests.
+    if not os.environ.get("NPUFLEET_KEEP_LAB"):
+        lifecycle.down(LAB, inventory)
 
 
 @pytest.fixture(scope="session")
