@@ -13,7 +13,8 @@ MIXED_PRECISIONS = ("no", "fp16", "bf16")
 CACHE_DTYPES = ("fp32", "fp16", "bf16")
 # The lr_scheduler names diffusers.optimization.get_scheduler knows.
 LR_SCHEDULERS = (
-    "linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup", "piecewise_constant",
+    "linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
+    "piecewise_constant",
 )  # fmt: skip
 SIZE_BUCKETS = (
     "train_finetrainers_height_buckets", "train_finetrainers_width_buckets",
@@ -23,10 +24,15 @@ FRAME_BUCKETS = ("train_finetrainers_frame_buckets", "train_finetrainers_train_f
 COUNTS = (
     "train_finetrainers_max_train_steps", "train_finetrainers_batch_size",
     "train_finetrainers_gradient_accumulation_steps", "train_finetrainers_checkpointing_steps",
-    "train_finetrainers_cache_processes", "train_finetrainers_cache_batch_size", "train_finetrainers_max_num_frames",
+    "train_finetrainers_cache_processes", "train_finetrainers_cache_batch_size",
+    "train_finetrainers_max_num_frames",
     "train_finetrainers_max_sequence_length", "train_finetrainers_target_fps",
 )  # fmt: skip
-ZERO_OR_MORE = ("train_finetrainers_lr_warmup_steps", "train_finetrainers_dataloader_workers", "train_finetrainers_seed")
+ZERO_OR_MORE = (
+    "train_finetrainers_lr_warmup_steps",
+    "train_finetrainers_dataloader_workers",
+    "train_finetrainers_seed",
+)
 CONTAINER_PATHS = ("train_finetrainers_dir", "train_finetrainers_data_root", "train_finetrainers_cache_dir")
 
 
@@ -67,15 +73,19 @@ def finetrainers_problems(settings: dict, play_hosts: list | None = None) -> lis
     train_work_dir) break, each naming the variable, its value, what is allowed and the fix."""
     problems = []
     hosts = list(play_hosts or [])
+    caption, video = (
+        settings.get("train_finetrainers_caption_column"),
+        settings.get("train_finetrainers_video_column"),
+    )
     if not settings.get("train_model_path"):
         problems.append(
-            "finetrainers needs train_model_path, the CogVideoX model dir in the container (diffusers' layout,"
-            " model_index.json)"
+            "finetrainers needs train_model_path, the CogVideoX model dir in the container"
+            " (diffusers' layout, model_index.json)"
         )
     if not settings.get("train_finetrainers_data_root"):
         problems.append(
             "finetrainers needs train_finetrainers_data_root, the dataset dir in the container (the videos,"
-            f" {settings.get('train_finetrainers_caption_column')} and {settings.get('train_finetrainers_video_column')})"
+            f" {caption} and {video})"
         )
     if len(hosts) > 1:
         problems.append(
@@ -98,8 +108,14 @@ def finetrainers_problems(settings: dict, play_hosts: list | None = None) -> lis
         problems += _buckets(name, settings.get(name), 16, frames=False)
     for name in FRAME_BUCKETS:
         problems += _buckets(name, settings.get(name), 4, frames=True)
-    caption, video = settings.get("train_finetrainers_caption_column"), settings.get("train_finetrainers_video_column")
-    for name, value in (("train_finetrainers_caption_column", caption), ("train_finetrainers_video_column", video)):
+    caption, video = (
+        settings.get("train_finetrainers_caption_column"),
+        settings.get("train_finetrainers_video_column"),
+    )
+    for name, value in (
+        ("train_finetrainers_caption_column", caption),
+        ("train_finetrainers_video_column", video),
+    ):
         if not isinstance(value, str) or not value or "/" in value:
             problems.append(f"{name} {value!r} must be a file name in train_finetrainers_data_root (no /)")
     if caption and caption == video:
@@ -122,11 +138,14 @@ def finetrainers_problems(settings: dict, play_hosts: list | None = None) -> lis
         rate = -1.0
     if not rate > 0:
         problems.append(
-            f"train_finetrainers_learning_rate {settings.get('train_finetrainers_learning_rate')!r} must be a number above 0"
+            f"train_finetrainers_learning_rate {settings.get('train_finetrainers_learning_rate')!r}"
+            " must be a number above 0"
         )
     gpu_ids = str(settings.get("train_finetrainers_gpu_ids"))
     if not re.fullmatch(r"[0-9]+(,[0-9]+)*", gpu_ids):
-        problems.append(f"train_finetrainers_gpu_ids {gpu_ids} is not a list of device numbers such as 0 or 0,1")
+        problems.append(
+            f"train_finetrainers_gpu_ids {gpu_ids} is not a list of device numbers such as 0 or 0,1"
+        )
     patches = settings.get("train_finetrainers_patches") or []
     if not isinstance(patches, list):
         problems.append(f"train_finetrainers_patches {patches!r} must be a list of patch files on the node")

@@ -111,5 +111,7 @@ def finetrainers_throughput(parsed: dict, cards: int) -> dict:
     if batch:
         result["total_train_batch_size"] = batch
         result["videos_per_second_per_card"] = steps_per_second * batch / cards
-        result["method"] += f"; videos/s per card = steps/s x total train batch size {batch} / {cards} card(s)"
+        result["method"] += (
+            f"; videos/s per card = steps/s x total train batch size {batch} / {cards} card(s)"
+        )
     return result

@@ -128,7 +128,11 @@ from ansible.module_utils.basic import AnsibleModule
 SPEC = dict(
     argument_spec={
         "log": {"type": "path", "required": True},
-        "format": {"type": "str", "default": "llamafactory", "choices": ["llamafactory", "megatron", "finetrainers"]},
+        "format": {
+            "type": "str",
+            "default": "llamafactory",
+            "choices": ["llamafactory", "megatron", "finetrainers"],
+        },
         "cards": {"type": "int", "required": True},
         "seq_length": {"type": "int"},
         "global_batch_size": {"type": "int"},

@@ -61,7 +61,11 @@ def cogvideo_lab(tmp_path_factory):
             "train_framework": "finetrainers",
             "train_name": "cogvideox-sft",
             "train_assets": [
-                {"name": "tiny CogVideoX", "path": on_nodes(assets["model"]), "dest": "models/tiny-cogvideox"},
+                {
+                    "name": "tiny CogVideoX",
+                    "path": on_nodes(assets["model"]),
+                    "dest": "models/tiny-cogvideox",
+                },
                 {"name": "clips", "path": on_nodes(assets["dataset"]), "dest": "data/tiny-videos"},
             ],
             "train_model_path": "/workspace/models/tiny-cogvideox",
@@ -95,10 +99,10 @@ def test_the_image_loads_the_tiny_cogvideox_in_the_npu_container(cogvideo_lab):
     assert placed.succeeded, placed.first_failure()
     code, output = node_exec(
         NODE,
-        f"docker exec {CONTAINER} python3 -c \"import decord, wandb, torchvision.transforms;"
+        f'docker exec {CONTAINER} python3 -c "import decord, wandb, torchvision.transforms;'
         " from diffusers import CogVideoXPipeline;"
         " pipe = CogVideoXPipeline.from_pretrained('/workspace/models/tiny-cogvideox');"
-        " print(type(pipe.transformer).__name__, pipe.transformer.config.patch_size_t)\"",
+        ' print(type(pipe.transformer).__name__, pipe.transformer.config.patch_size_t)"',
     )
     assert code == 0, output
     assert output.splitlines()[-1] == "CogVideoXTransformer3DModel 2"
@@ -111,17 +115,21 @@ def test_without_finetrainers_the_script_is_rendered_and_no_rank_starts(cogvideo
     assert not result.succeeded
     failure = result.first_failure()
     assert (
-        "train_finetrainers_dir /workspace/finetrainers has no training/cogvideox_text_to_video_sft.py: clone"
-        " finetrainers at the manual's revision 80d1150a0e233a1 there (train_assets) or fix train_finetrainers_dir"
+        "train_finetrainers_dir /workspace/finetrainers has no training/cogvideox_text_to_video_sft.py:"
+        " clone finetrainers at the manual's revision 80d1150a0e233a1 there (train_assets)"
+        " or fix train_finetrainers_dir"
     ) in failure
     assert "no rank was started" in failure
     # The model and the data were found: only the checkout is named.
     assert "model_index.json" not in failure and "captions.txt" not in failure
     code, script = node_exec(NODE, "cat /home/ma-user/ws/npufleet/cogvideox-sft.sh")
     assert code == 0, script
-    for words in ("torchrun --nproc_per_node=1", "--frame_buckets 5", "--save_latents_and_embeddings",
-                  "accelerate launch --config_file accelerate_configs/uncompiled_1.yaml --gpu_ids 0",
-                  "--frame_buckets 8", "--max_train_steps 12", "--load_tensors", "--mixed_precision bf16"):  # fmt: skip
+    expected = (
+        "torchrun --nproc_per_node=1", "--frame_buckets 5", "--save_latents_and_embeddings",
+        "accelerate launch --config_file accelerate_configs/uncompiled_1.yaml --gpu_ids 0",
+        "--frame_buckets 8", "--max_train_steps 12", "--load_tensors", "--mixed_precision bf16",
+    )  # fmt: skip
+    for words in expected:
         assert words in script, words
     code, output = node_exec(NODE, f"docker exec {CONTAINER} bash -n /workspace/npufleet/cogvideox-sft.sh")
     assert code == 0, output
@@ -135,7 +143,9 @@ def test_the_whole_run_on_the_cpu_with_the_labs_patch(cogvideo_lab, tmp_path):
     patch applied by the role, the data cache, 12 steps, and the report."""
     inventory, run, assets = cogvideo_lab
     checkout = tmp_path / "finetrainers"
-    archive = subprocess.run(["git", "-C", SOURCE, "archive", REVISION], capture_output=True, check=True).stdout
+    archive = subprocess.run(
+        ["git", "-C", SOURCE, "archive", REVISION], capture_output=True, check=True
+    ).stdout
     checkout.mkdir()
     subprocess.run(["tar", "-x", "-C", str(checkout)], input=archive, check=True)
     patch = tmp_path / "patches"

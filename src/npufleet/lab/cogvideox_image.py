@@ -32,13 +32,19 @@ CPU_PATCH = node_base_image.FILES / "finetrainers-80d1150-cpu.patch"
 # _meta_registrations.py ("operator torchvision::nms does not exist") because its two
 # register_fake decorators, unlike the rest of that file, do not check that the ops loaded. The
 # scripts use only torchvision.transforms: the two decorators get the same check as the others.
-_TORCHVISION_GUARD = r"""site=$({venv}/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
-sed -i -E 's/^@torch\.library\.register_fake\(("torchvision::q?nms")\)$/@(torch.library.register_fake(\1) if torchvision.extension._has_ops() else (lambda f: f))/' "$site/torchvision/_meta_registrations.py"
-test "$(grep -c '_has_ops() else (lambda f: f))' "$site/torchvision/_meta_registrations.py")" = 2
-{venv}/bin/python -c 'import torchvision.transforms, diffusers, wandb, decord, imageio_ffmpeg; from diffusers import CogVideoXPipeline'
-"""
+_TORCHVISION_GUARD = (
+    "site=$({venv}/bin/python -c 'import sysconfig; print(sysconfig.get_paths()[\"purelib\"])')\n"
+    'meta="$site/torchvision/_meta_registrations.py"\n'
+    'sed -i -E \'s/^@torch\\.library\\.register_fake\\(("torchvision::q?nms")\\)$/'
+    '@(torch.library.register_fake(\\1) if torchvision.extension._has_ops() else (lambda f: f))/\' "$meta"\n'
+    'test "$(grep -c \'_has_ops() else (lambda f: f))\' "$meta")" = 2\n'
+    "{venv}/bin/python -c 'import torchvision.transforms, diffusers, wandb, decord, imageio_ffmpeg;"
+    " from diffusers import CogVideoXPipeline'\n"
+)
 
-_INSTALL = "{venv}/bin/pip install -q --no-cache-dir --no-index --no-deps --find-links {wheels} {requirements}\n"
+_INSTALL = (
+    "{venv}/bin/pip install -q --no-cache-dir --no-index --no-deps --find-links {wheels} {requirements}\n"
+)
 
 
 def requirements() -> tuple[str, ...]:

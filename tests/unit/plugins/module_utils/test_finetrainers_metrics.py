@@ -50,7 +50,9 @@ def test_seconds_per_step_and_several_cards():
         "Steps:  50%|█████     | 1/2 [00:12<00:12, 12.50s/it, loss=0.5, lr=1e-4]\r"
         "Steps: 100%|██████████| 2/2 [00:25<00:00, 12.80s/it, loss=0.4, lr=0]\n"
     )
-    result = finetrainers_metrics.finetrainers_throughput(finetrainers_metrics.read_finetrainers_log(text), cards=8)
+    result = finetrainers_metrics.finetrainers_throughput(
+        finetrainers_metrics.read_finetrainers_log(text), cards=8
+    )
     assert result["as_printed"] == "12.8s/it"
     assert result["steps_per_second"] == pytest.approx(1 / 12.8)
     assert result["videos_per_second_per_card"] == pytest.approx(32 / 12.8 / 8)
@@ -72,7 +74,8 @@ def test_a_run_that_stopped_before_its_first_step_has_no_figures():
 def params(log: Path, dest: Path) -> dict:
     return {
         "log": str(log), "format": "finetrainers", "cards": 1, "seq_length": None, "global_batch_size": None,
-        "min_window_seconds": 10, "dest": str(dest), "info": {"run": "cogvideox-sft", "framework": "finetrainers"},
+        "min_window_seconds": 10, "dest": str(dest),
+        "info": {"run": "cogvideox-sft", "framework": "finetrainers"},
     }  # fmt: skip
 
 
