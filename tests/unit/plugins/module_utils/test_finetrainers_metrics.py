@@ -13,6 +13,8 @@ DATA = Path(__file__).resolve().parents[3] / "data" / "training"
 # Recorded here (tests/data/SOURCES.md): finetrainers at the manual's revision 80d1150 with the lab's CPU
 # adaptation, training/cogvideox_text_to_video_sft.py on the lab's tiny CogVideoX, 12 steps, torch 2.13.0.
 RUN = DATA / "finetrainers-80d1150-cogvideox-sft-cpu.log"
+# The whole log of a lab run through the train role and llm_launch (the data cache, then 12 steps).
+LAB_RUN = DATA / "finetrainers-80d1150-cogvideox-sft-cpu-lab.log"
 # The same script without the CPU adaptation: it stops before the first step.
 UNPATCHED = DATA / "finetrainers-80d1150-cogvideox-sft-cpu-unpatched.log"
 
@@ -93,3 +95,12 @@ def test_the_report_of_the_recorded_run_and_a_rerun_that_changes_nothing(tmp_pat
 def test_the_report_of_a_run_without_steps_is_refused_with_the_reason(tmp_path):
     with pytest.raises(ReportError, match="no 'Steps' bar"):
         write_report(params(UNPATCHED, tmp_path))
+
+
+def test_the_lab_run_through_the_role_after_its_data_cache():
+    parsed = finetrainers_metrics.read_finetrainers_log(LAB_RUN.read_text())
+    assert [record["step"] for record in parsed["steps"]] == list(range(1, 13))
+    assert finetrainers_metrics.losses(parsed["steps"])[-1] == (12, 1.86)
+    result = finetrainers_metrics.finetrainers_throughput(parsed, cards=1)
+    # Step 12's first drawing (13.32it/s), not the bar's closing one after saving (3.97it/s).
+    assert result["as_printed"] == "13.32it/s"
