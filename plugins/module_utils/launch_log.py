@@ -64,6 +64,7 @@ def find_fatal(text: str, extra: list[dict] | None = None) -> dict | None:
 # Megatron's "iteration 10/ 1000 | ... lm loss: 1.0E+01 |".
 _HF_LOSS = re.compile(r"\{'loss': '?([0-9.eE+-]+)'?.*?'epoch': '?([0-9.]+)'?")
 _TQDM = re.compile(r"(\d+)/(\d+) \[[^\]]*(?:it/s|s/it)")
+_TQDM_LOSS = re.compile(r"\d+/\d+ \[[^\]]*(?:it/s|s/it),[^\]]*?\bloss=([0-9.eE+-]+)")
 _MEGATRON = re.compile(r"iteration\s+(\d+)/\s*(\d+).*?lm loss: ([0-9.eE+-]+)")
 
 
@@ -78,6 +79,10 @@ def progress(text: str) -> str:
     if bars:
         step, total = bars[-1]
         parts.append(f"step {step}/{total}")
+    # finetrainers' CogVideoX scripts log only through the bar's postfix (", loss=1.9, lr=0]").
+    postfix = _TQDM_LOSS.findall(text)
+    if postfix and not _HF_LOSS.search(text):
+        parts.append(f"loss {float(postfix[-1]):.4g}")
     losses = _HF_LOSS.findall(text)
     if losses:
         loss, epoch = losses[-1]

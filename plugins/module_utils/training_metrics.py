@@ -258,7 +258,13 @@ def markdown(report: dict) -> str:
     for key in ("framework", "stage", "finetuning_type", "model", "nodes", "cards", "finished_at"):
         if report.get(key) not in (None, ""):
             lines.append(f"| {key.replace('_', ' ')} | {report[key]} |")
-    lines.append(f"| tokens/s per card | **{throughput['tokens_per_second_per_card']:.1f}** |")
+    if "tokens_per_second_per_card" in throughput:
+        lines.append(f"| tokens/s per card | **{throughput['tokens_per_second_per_card']:.1f}** |")
+    if "as_printed" in throughput:  # finetrainers: tqdm's rate, in its unit
+        lines.append(f"| speed (as printed) | **{throughput['as_printed']}** |")
+        lines.append(f"| steps/s | {throughput['steps_per_second']:.3g} |")
+    if throughput.get("videos_per_second_per_card") is not None:
+        lines.append(f"| videos/s per card | {throughput['videos_per_second_per_card']:.3g} |")
     own = throughput.get("llamafactory_tokens_per_second_per_card")
     if own is not None:
         lines.append(f"| LLaMA-Factory's own figure per card | {own:.1f} |")

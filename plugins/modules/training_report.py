@@ -18,6 +18,9 @@ description:
     cards is used instead; the report says which. LLaMA-Factory's own figure is always shown beside it."
   - "Megatron / MindSpeed: global batch x sequence length / iteration time / world size, averaged over
     the middle iterations, beside the TFLOP/s per card the log prints."
+  - "finetrainers (CogVideoX): the rate of tqdm's C(Steps) bar at the last step, as printed (C(s/it) or
+    C(it/s)), as steps/s, and videos/s per card (steps/s x the total train batch size the script
+    prints / cards); the loss curve from the bar's postfix."
   - "The loss is judged by thirds of the curve: falling when the last third's mean is at least 2% below
     the first's; converging when it also flattens (the late drop is at most half the early one)."
   - Runs on the controller, through the collection's action plugin of the same name, where the
@@ -32,9 +35,11 @@ options:
     type: path
     required: true
   format:
-    description: V(llamafactory) for C(trainer_log.jsonl), V(megatron) for Megatron/MindSpeed iteration lines.
+    description:
+      - V(llamafactory) for C(trainer_log.jsonl), V(megatron) for Megatron/MindSpeed iteration lines,
+        V(finetrainers) for the output of finetrainers' CogVideoX scripts (tqdm's C(Steps) bar).
     type: str
-    choices: [llamafactory, megatron]
+    choices: [llamafactory, megatron, finetrainers]
     default: llamafactory
   cards:
     description: Number of cards (NPUs, or processes in the lab) the run used in all.
@@ -123,7 +128,11 @@ from ansible.module_utils.basic import AnsibleModule
 SPEC = dict(
     argument_spec={
         "log": {"type": "path", "required": True},
-        "format": {"type": "str", "default": "llamafactory", "choices": ["llamafactory", "megatron"]},
+        "format": {
+            "type": "str",
+            "default": "llamafactory",
+            "choices": ["llamafactory", "megatron", "finetrainers"],
+        },
         "cards": {"type": "int", "required": True},
         "seq_length": {"type": "int"},
         "global_batch_size": {"type": "int"},

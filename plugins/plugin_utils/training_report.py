@@ -11,6 +11,11 @@ import json
 import os
 from dataclasses import dataclass, field
 
+from ansible_collections.npufleet.ascend.plugins.module_utils.finetrainers_metrics import (
+    finetrainers_throughput,
+    losses,
+    read_finetrainers_log,
+)
 from ansible_collections.npufleet.ascend.plugins.module_utils.training_metrics import (
     judge_loss,
     llamafactory_throughput,
@@ -69,6 +74,10 @@ def compute(params: dict) -> tuple[dict, list[tuple]]:
             points = [
                 (r["current_steps"], r["loss"]) for r in records if "loss" in r and "current_steps" in r
             ]
+        elif params["format"] == "finetrainers":
+            parsed, unreadable = read_finetrainers_log(text), 0
+            throughput = finetrainers_throughput(parsed, params["cards"])
+            points = losses(parsed["steps"])
         else:
             records, unreadable = read_megatron_log(text), 0
             throughput = megatron_throughput(

@@ -74,6 +74,12 @@ def test_progress_from_a_live_log():
     assert launch_log.tail("a\r\nb 1%\rb 2%\n\n c\n", lines=2) == "b 2%\n c"
 
 
+def test_progress_of_a_recorded_finetrainers_run():
+    text = (DATA / "finetrainers-80d1150-cogvideox-sft-cpu.log").read_text()
+    # The last bar drawn: step 12 of 12, its postfix's loss.
+    assert launch_log.progress(text) == "step 12/12, loss 1.97"
+
+
 def test_wrapper_records_pid_and_exit_code_and_probe_reads_them(tmp_path):
     log, state = tmp_path / "logs dir" / "run.log", tmp_path / "logs dir" / "run.log.state"
     subprocess.run(["bash", "-c", launch_log.wrapper("echo \"it's $HOME\"; exit 3", str(log), str(state))],
