@@ -18,7 +18,13 @@ from npufleet.api import refuse_secret_extravars, run_playbook, secret_name
 ROOT = Path(__file__).resolve().parents[3]
 NPUFLEET = str(Path(sys.executable).parent / "npufleet")
 # The roles' own variables that hold secrets: refused as extra vars, given through the Vault.
-ROLE_SECRETS = {"bench_api_key", "serve_api_key", "image_registry_password", "evidence_redact_values"}
+ROLE_SECRETS = {
+    "bench_api_key",
+    "serve_api_key",
+    "image_registry_password",
+    "image_build_secrets",
+    "evidence_redact_values",
+}
 CANARY = "CANARY4711"
 
 
