@@ -9,6 +9,8 @@ import io
 import json
 import secrets
 import tarfile
+import threading
+import time
 from pathlib import Path
 
 import docker
@@ -292,3 +294,61 @@ def test_a_secret_looking_build_arg_is_refused_before_anything(lab_inventory, tm
     assert "image_build_args PIP_PASSWORD look like secrets" in message, message
     assert "image_build_secrets" in message and password not in _stdout(result)
     assert node_exec(NODES[0], "ls -A /var/tmp/npufleet-image-build 2>/dev/null")[1] == ""
+
+
+def test_a_build_stopped_midway_leaves_no_login_and_no_build_running(lab_inventory, tmp_path, forget_built):
+    """Cancelled while BuildKit runs a step: the run's stop (playbooks/stop.yml) ends the build on the node
+    and removes its staging folder, which holds the throw-away registry login."""
+    found = yaml.safe_load(lab_inventory.read_text())["all"]["vars"]
+    auth = found["npufleet_lab_registry_auth"]
+    registry_password = "reg-" + secrets.token_hex(12)
+    registry.set_credentials(registry_container(), "builder", registry_password)
+    context = tmp_path / "context"
+    context.mkdir()
+    # A step that outlives the test, unless the stop ends it.
+    (context / "Dockerfile").write_text("ARG BASE\nFROM ${BASE}\nRUN sleep 600\n")
+    inventory, vault_password = vaulted(
+        lab_inventory,
+        tmp_path / "inventory",
+        {"image_registry_username": "builder", "image_registry_password": registry_password},
+    )
+    settings = {
+        "image_name": f"{auth}/{BUILT_REPOSITORY}",
+        "image_tag": "stopped",
+        "image_digest": "",
+        "image_build_context": str(context),
+        "image_build_args": {"BASE": f"{auth}/{registry.WORKLOAD_REPOSITORY}:{found['image_tag']}"},
+    }
+
+    building = threading.Event()
+
+    def watch_the_build() -> None:
+        # The sleep step runs under BuildKit, and the staging folder holds the login: stop the run then.
+        deadline = time.monotonic() + 600
+        while not building.is_set() and time.monotonic() < deadline:
+            step = node_exec(NODES[0], "pgrep -f '^sleep 600$'")[0] == 0
+            login = node_exec(NODES[0], "ls /var/tmp/npufleet-image-build/build.*/docker/config.json")[0] == 0
+            if step and login:
+                building.set()
+            time.sleep(2)
+
+    watcher = threading.Thread(target=watch_the_build, daemon=True)
+    watcher.start()
+    result = run_playbook(
+        "image.yml", inventory, extravars=settings, vault_password=vault_password, cancel=building,
+        timeout=900,
+    )  # fmt: skip
+    building.set()
+    watcher.join()
+    assert result.status == "canceled", (result.status, result.first_failure())
+    assert result.stop is not None and result.stop.status == "successful", result.stop
+    assert node_exec(NODES[0], "ls -A /var/tmp/npufleet-image-build")[1] == ""
+    assert node_exec(NODES[0], "grep -rlsF -- '" + registry_password + "' /var/tmp /tmp /root; true")[1] == ""
+    # Nothing of the build goes on: no client, and BuildKit's step ended with it (within a minute). The
+    # brackets keep the pattern from matching the shell that runs pgrep.
+    for _ in range(60):
+        if node_exec(NODES[0], "pgrep -f '^sleep 600$|[d]ocker build'")[0] != 0:
+            break
+        time.sleep(1)
+    assert node_exec(NODES[0], "pgrep -af '^sleep 600$|[d]ocker build'")[1] == ""
+    assert node_exec(NODES[0], f"docker image inspect {settings['image_name']}:stopped")[0] != 0
