@@ -223,6 +223,7 @@ def test_build_push_fan_out_and_run_a_derived_image_with_a_secret_pip_index(
 
     # The secret is in no history line, no layer's files, no config; nor in the run's output or records.
     history = node_exec(NODES[0], f"docker history --no-trunc --format '{{{{.CreatedBy}}}}' {ref}")[1]
+    print(f"docker history --no-trunc {ref} (newest first):", *history.splitlines()[:4], sep="\n  ")
     # History keeps each RUN with the build args it saw (why a secret must never be one), not its mounts.
     assert f"PIP_INDEX_URL=http://{index}/simple/" in history and "pip install" in history
     assert index_password not in history and index_user not in history
@@ -230,6 +231,7 @@ def test_build_push_fan_out_and_run_a_derived_image_with_a_secret_pip_index(
         assert _layers_holding(secret, NODES[0], ref) == []
         assert secret not in _stdout(built) + _stdout(checked)
         assert _files_holding(artifacts, secret) == []
+    print(f"layers of {ref} holding a password: 0 (every file of every layer of a docker save searched)")
     # The build's staging folder (context copy, login, secrets' files) is gone; no login stayed.
     for node in NODES:
         assert node_exec(node, "ls -A /var/tmp/npufleet-image-build 2>/dev/null")[1] == ""
