@@ -70,6 +70,13 @@ options:
         the base image is pulled with; empty, the client's default.
     type: path
     default: ""
+  secrets_dir:
+    description:
+      - Private folder (mode 0700, the role's staging folder) in which the secrets' files are written for
+        the length of the build. A run killed during the build leaves them there, so whatever removes
+        that folder removes them; empty, beside O(docker_config), else in the system's temporary folder.
+    type: path
+    default: ""
   pull:
     description:
       - Pull the base images even when the engine holds them, so a newer base under the same tag is
@@ -246,8 +253,10 @@ class ImageBuilder:
 
     def build(self, digest: str) -> str:
         params = self.params
-        # The secrets' folder: beside the client config when there is one (the role's private folder).
-        folder = tempfile.mkdtemp(prefix="npufleet-build-secrets.", dir=params["docker_config"] or None)
+        # The secrets' folder: in the role's private staging folder, which a stopped run's clean-up removes.
+        folder = tempfile.mkdtemp(
+            prefix="npufleet-build-secrets.", dir=params["secrets_dir"] or params["docker_config"] or None
+        )
         try:
             argv = [
                 *self.client(),
@@ -309,6 +318,7 @@ def main():
                 },
             },
             "docker_config": {"type": "path", "default": ""},
+            "secrets_dir": {"type": "path", "default": ""},
             "pull": {"type": "bool", "default": False},
         },
         supports_check_mode=True,

@@ -137,6 +137,18 @@ def test_the_secret_reaches_the_build_in_a_0600_file_removed_after(docker, conte
     assert "pw-unit-77d1" not in json.dumps(result)
 
 
+def test_without_a_login_the_secret_lies_in_the_staging_folder_given(docker, context, capsys, tmp_path):
+    # No login, so no client config: the secrets' files go in secrets_dir (the role's staging folder, which
+    # a stopped run's clean-up removes), not in the system's temporary folder.
+    staging = tmp_path / "staging"
+    staging.mkdir(mode=0o700)
+    run_module(capsys, context, secrets_dir=str(staging))
+    (build,) = [call for call in calls(docker) if "build" in call["argv"]]
+    (secret,) = build["secrets"]
+    assert Path(secret["src"]).parent.parent == staging and "config" not in build
+    assert list(staging.iterdir()) == []
+
+
 def test_an_unchanged_context_builds_nothing_and_a_changed_one_builds_again(docker, context, capsys):
     first = run_module(capsys, context)
     again = run_module(capsys, context)
