@@ -151,14 +151,20 @@ def _files_holding(folder: Path, text: str) -> list[str]:
     return [str(path) for path in folder.rglob("*") if path.is_file() and text.encode() in path.read_bytes()]
 
 
+def _registry_login(lab_inventory: Path) -> tuple[dict, str, str]:
+    """The lab inventory's variables, the registry's authenticated endpoint, and a new password for the
+    user "builder" there."""
+    found = yaml.safe_load(lab_inventory.read_text())["all"]["vars"]
+    password = "reg-" + secrets.token_hex(12)
+    registry.set_credentials(registry_container(), "builder", password)
+    return found, found["npufleet_lab_registry_auth"], password
+
+
 def test_build_push_fan_out_and_run_a_derived_image_with_a_secret_pip_index(
     lab_inventory, tmp_path, wheel_index, forget_built
 ):
     index, index_user, index_password = wheel_index
-    found = yaml.safe_load(lab_inventory.read_text())["all"]["vars"]
-    auth = found["npufleet_lab_registry_auth"]
-    registry_password = "reg-" + secrets.token_hex(12)
-    registry.set_credentials(registry_container(), "builder", registry_password)
+    found, auth, registry_password = _registry_login(lab_inventory)
 
     context = tmp_path / "context"
     context.mkdir()
@@ -301,10 +307,7 @@ def test_a_secret_looking_build_arg_is_refused_before_anything(lab_inventory, tm
 def test_a_build_stopped_midway_leaves_no_login_and_no_build_running(lab_inventory, tmp_path, forget_built):
     """Cancelled while BuildKit runs a step: the run's stop (playbooks/stop.yml) ends the build on the node
     and removes its staging folder, which holds the throw-away registry login."""
-    found = yaml.safe_load(lab_inventory.read_text())["all"]["vars"]
-    auth = found["npufleet_lab_registry_auth"]
-    registry_password = "reg-" + secrets.token_hex(12)
-    registry.set_credentials(registry_container(), "builder", registry_password)
+    found, auth, registry_password = _registry_login(lab_inventory)
     context = tmp_path / "context"
     context.mkdir()
     # A step that outlives the test, unless the stop ends it.
