@@ -6,6 +6,7 @@ checked before anything is changed instead of by argparse after the model has lo
 
 from __future__ import annotations
 
+import posixpath
 import re
 
 OPTIMIZERS = ("adam", "adamw", "prodigy", "came")
@@ -34,6 +35,31 @@ ZERO_OR_MORE = (
     "train_finetrainers_seed",
 )
 CONTAINER_PATHS = ("train_finetrainers_dir", "train_finetrainers_data_root", "train_finetrainers_cache_dir")
+# The script removes the cache dir before it encodes again: none of these may be it or lie in it.
+KEPT_FROM_THE_CACHE = (
+    "train_model_path", "train_finetrainers_data_root", "train_finetrainers_dir", "train_work_dir",
+    "train_output_dir",
+)  # fmt: skip
+
+
+def _cache_overlaps(settings: dict) -> list[str]:
+    cache = settings.get("train_finetrainers_cache_dir")
+    if not cache or not str(cache).startswith("/"):
+        return []
+    cache = posixpath.normpath(str(cache))
+    found = []
+    for name in KEPT_FROM_THE_CACHE:
+        value = settings.get(name)
+        if not value or not str(value).startswith("/"):
+            continue
+        kept = posixpath.normpath(str(value))
+        if kept == cache or kept.startswith(cache.rstrip("/") + "/"):
+            given = settings["train_finetrainers_cache_dir"]
+            found.append(
+                f"train_finetrainers_cache_dir {given} holds {name} {value}, and the data cache is"
+                " removed before it is encoded again: give the cache a folder of its own"
+            )
+    return found
 
 
 def _whole(value) -> int | None:
@@ -96,6 +122,7 @@ def finetrainers_problems(settings: dict, play_hosts: list | None = None) -> lis
         value = settings.get(name)
         if value and not str(value).startswith("/"):
             problems.append(f"{name} {value} is not an absolute path in the container")
+    problems += _cache_overlaps(settings)
     for name in COUNTS:
         number = _whole(settings.get(name))
         if number is None or number < 1:

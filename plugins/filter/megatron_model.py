@@ -6,6 +6,8 @@ checkpoint's layout."""
 
 from __future__ import annotations
 
+import posixpath
+
 from ansible.errors import AnsibleFilterError
 
 # config.json names of each shape value, first found wins: LLaMA, Qwen2 and Mistral use the first
@@ -139,6 +141,30 @@ def megatron_record_mismatch(found, wanted: dict, where: str) -> list[str]:
     ]
 
 
+def megatron_load_dir_problems(paths: dict) -> list[str]:
+    """The conversion removes train_mindspeed_load_dir (and <it>.partial) before it writes the weights:
+    ``paths`` maps train_mindspeed_load_dir and the variables whose folders must survive (the HF model,
+    the tokenizer, the work dir, the code, the data) to their container paths."""
+    given = str(paths.get("train_mindspeed_load_dir") or "")
+    if not given.startswith("/") or not posixpath.normpath(given).strip("/"):
+        return [
+            f"train_mindspeed_load_dir {given!r} must be an absolute folder of its own in the container (the"
+            " conversion replaces it), such as <train_work_dir>/model_weights/<train_name>"
+        ]
+    load = posixpath.normpath(given)
+    problems = []
+    for name, value in paths.items():
+        if name == "train_mindspeed_load_dir" or not value or not str(value).startswith("/"):
+            continue
+        kept = posixpath.normpath(str(value))
+        if kept == load or kept.startswith(load + "/"):
+            problems.append(
+                f"train_mindspeed_load_dir {given} holds {name} {value}, and the conversion replaces that"
+                " folder: give the converted weights a folder of their own"
+            )
+    return problems
+
+
 class FilterModule:
     def filters(self):
         return {
@@ -146,4 +172,5 @@ class FilterModule:
             "megatron_shape_args": megatron_shape_args,
             "megatron_conversion_record": megatron_conversion_record,
             "megatron_record_mismatch": megatron_record_mismatch,
+            "megatron_load_dir_problems": megatron_load_dir_problems,
         }

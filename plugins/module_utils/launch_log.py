@@ -68,13 +68,22 @@ _TQDM_LOSS = re.compile(r"\d+/\d+ \[[^\]]*(?:it/s|s/it),[^\]]*?\bloss=([0-9.eE+-
 _MEGATRON = re.compile(r"iteration\s+(\d+)/\s*(\d+).*?lm loss: ([0-9.eE+-]+)")
 
 
+def _shown(number: str, digits: str) -> str:
+    """A logged number as shown in progress; the log is read while it is written, so its last number may
+    be cut short ("1.8e"): shown as it is then, never a crash of the watcher."""
+    try:
+        return format(float(number), digits)
+    except ValueError:
+        return number
+
+
 def progress(text: str) -> str:
     """One line saying how far a run is, from the end of its log ("" when nothing is known yet)."""
     parts = []
     megatron = _MEGATRON.findall(text)
     if megatron:
         step, total, loss = megatron[-1]
-        return f"iteration {step}/{total}, lm loss {float(loss):.4g}"
+        return f"iteration {step}/{total}, lm loss {_shown(loss, '.4g')}"
     bars = _TQDM.findall(text)
     if bars:
         step, total = bars[-1]
@@ -82,11 +91,11 @@ def progress(text: str) -> str:
     # finetrainers' CogVideoX scripts log only through the bar's postfix (", loss=1.9, lr=0]").
     postfix = _TQDM_LOSS.findall(text)
     if postfix and not _HF_LOSS.search(text):
-        parts.append(f"loss {float(postfix[-1]):.4g}")
+        parts.append(f"loss {_shown(postfix[-1], '.4g')}")
     losses = _HF_LOSS.findall(text)
     if losses:
         loss, epoch = losses[-1]
-        parts.append(f"loss {float(loss):.4g} (epoch {float(epoch):.3g})")
+        parts.append(f"loss {_shown(loss, '.4g')} (epoch {_shown(epoch, '.3g')})")
     return ", ".join(parts)
 
 

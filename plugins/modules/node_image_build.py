@@ -184,8 +184,11 @@ class ImageBuilder:
             problems.append(f"no Dockerfile at {self.dockerfile} on this host")
         ids = [secret["id"] for secret in params["secrets"]]
         for secret_id in ids:
-            if not secret_id or not set(secret_id) <= _SECRET_ID_CHARS:
-                problems.append(f"secret id {secret_id!r} must be letters, digits, '.', '_' or '-'")
+            # "." and ".." are file names of their own: the secret's file is named by its id.
+            if not secret_id.strip(".") or not set(secret_id) <= _SECRET_ID_CHARS:
+                problems.append(
+                    f"secret id {secret_id!r} must be letters, digits, '.', '_' or '-', not only dots"
+                )
         if len(set(ids)) != len(ids):
             problems.append("secret ids must be unique")
         if problems:

@@ -152,20 +152,23 @@ def test_the_whole_run_on_the_cpu_with_the_labs_patch(cogvideo_lab, tmp_path):
     patch.mkdir()
     shutil.copy(assets["cpu_patch"], patch)
     reports = tmp_path / "reports"
-    result = run_playbook(
-        "train.yml",
-        inventory,
-        extravars=run | {
-            "train_assets": [*run["train_assets"],
-                             {"name": "finetrainers", "src": str(checkout), "dest": "finetrainers"}],
-            "train_finetrainers_patches": [on_nodes(assets["cpu_patch"])],
-            "train_report_dir": str(reports),
-            "train_force": True,
-        },
-    )  # fmt: skip
+    settings = run | {
+        "train_assets": [*run["train_assets"],
+                         {"name": "finetrainers", "src": str(checkout), "dest": "finetrainers"}],
+        "train_finetrainers_patches": [on_nodes(assets["cpu_patch"])],
+        "train_report_dir": str(reports),
+    }  # fmt: skip
+    result = run_playbook("train.yml", inventory, extravars=settings | {"train_force": True})
     assert result.succeeded, result.first_failure()
     report = json.loads((reports / "cogvideox-sft" / "report.json").read_text())
     assert report["loss_points"] == 12
     assert report["throughput"]["as_printed"].endswith(("it/s", "s/it"))
     code, listing = node_exec(NODE, "ls /home/ma-user/ws/output/cogvideox-sft/transformer")
     assert code == 0 and "diffusion_pytorch_model.safetensors" in listing.split()
+    # The patch went into a copy beside the checkout, which stays as train_assets put it.
+    assert node_exec(NODE, "grep -rqF gloo /home/ma-user/ws/finetrainers.patched/training")[0] == 0
+    assert node_exec(NODE, "grep -rqF gloo /home/ma-user/ws/finetrainers/training")[0] != 0
+    # Run again: the run is done, the checkout and the patched copy are as they were; nothing changes.
+    again = run_playbook("train.yml", inventory, extravars=settings)
+    assert again.succeeded, again.first_failure()
+    assert again.hosts[NODE].changed == 0, again.output_tail

@@ -141,6 +141,17 @@ def test_every_default_has_a_spec_entry_and_the_same_default():
             "train_finetrainers_dir /home/ma-user/finetrainers must be under train_work_dir",
         ),
         (
+            {"train_finetrainers_cache_dir": "/home/ma-user/work/data"},
+            ["n1"],
+            "train_finetrainers_cache_dir /home/ma-user/work/data holds train_finetrainers_data_root"
+            " /home/ma-user/work/data/Tom-and-Jerry-VideoGeneration-Dataset, and the data cache is removed",
+        ),
+        (
+            {"train_finetrainers_cache_dir": "/home/ma-user/work/models/CogVideoX1.5-5B/"},
+            ["n1"],
+            "train_finetrainers_cache_dir /home/ma-user/work/models/CogVideoX1.5-5B/ holds train_model_path",
+        ),
+        (
             {"train_finetrainers_args": "--pin_memory"},
             ["n1"],
             "train_finetrainers_args '--pin_memory' must be a list",

@@ -12,6 +12,7 @@ from ansible.errors import AnsibleFilterError
 from ansible_collections.npufleet.ascend.plugins.filter.megatron_model import (
     megatron_conversion_problems,
     megatron_conversion_record,
+    megatron_load_dir_problems,
     megatron_record_mismatch,
     megatron_shape_args,
     model_shape,
@@ -129,3 +130,34 @@ def test_conversion_record_and_the_launchs_check():
     assert "set train_tp/train_pp to the record's" in problem
     (missing,) = megatron_record_mismatch(None, wanted, "/w")
     assert missing.startswith("/w has no conversion record (npufleet-conversion.json)")
+
+
+# The role's defaults, as the container sees them for a run named "qwen2".
+PATHS = {
+    "train_mindspeed_load_dir": "/workspace/model_weights/qwen2",
+    "train_mindspeed_hf_model_path": "/workspace/models/qwen2-7b",
+    "train_mindspeed_tokenizer_path": "/workspace/models/qwen2-7b",
+    "train_work_dir": "/workspace",
+    "train_mindspeed_dir": "/workspace/llm_train/AscendSpeed/ModelLink",
+    "train_mindspeed_data_input": "",
+    "train_mindspeed_data_prefix": "/workspace/data/mindspeed/qwen2",
+}
+
+
+@pytest.mark.parametrize(
+    ("load_dir", "message"),
+    [
+        ("/workspace/model_weights/qwen2", None),
+        ("/workspace/models", "train_mindspeed_load_dir /workspace/models holds train_mindspeed_hf_model"),
+        ("/workspace/", "train_mindspeed_load_dir /workspace/ holds train_mindspeed_hf_model_path"),
+        ("/", "train_mindspeed_load_dir '/' must be an absolute folder of its own"),
+        ("model_weights", "train_mindspeed_load_dir 'model_weights' must be an absolute folder of its own"),
+        ("", "train_mindspeed_load_dir '' must be an absolute folder of its own"),
+    ],
+)
+def test_the_load_dir_the_conversion_replaces_holds_nothing_the_run_reads(load_dir, message):
+    problems = megatron_load_dir_problems(PATHS | {"train_mindspeed_load_dir": load_dir})
+    if message is None:
+        assert problems == []
+    else:
+        assert problems and problems[0].startswith(message), problems

@@ -78,6 +78,9 @@ def test_progress_of_a_recorded_finetrainers_run():
     text = (DATA / "finetrainers-80d1150-cogvideox-sft-cpu.log").read_text()
     # The last bar drawn: step 12 of 12, its postfix's loss.
     assert launch_log.progress(text) == "step 12/12, loss 1.97"
+    # Read while the bar is drawn: its last number cut short is shown as it is, not a crash.
+    cut = text[: text.rindex("loss=1.97") + len("loss=1.9")] + "e"
+    assert launch_log.progress(cut) == "step 12/12, loss 1.9e"
 
 
 def test_wrapper_records_pid_and_exit_code_and_probe_reads_them(tmp_path):

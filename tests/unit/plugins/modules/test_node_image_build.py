@@ -172,3 +172,11 @@ def test_a_missing_dockerfile_and_a_bad_secret_id_are_refused_before_anything(do
     assert "secret id 'net rc' must be letters, digits" in result["msg"]
     assert calls(docker) == []
     assert stat.S_ISDIR(empty.stat().st_mode)
+
+
+def test_a_secret_id_of_dots_is_refused_not_a_traceback(docker, context, capsys):
+    # The secret's file is named by its id: ".." would be the folder above, and os.open fails.
+    result = run_module(capsys, context, secrets=[{"id": "..", "value": SECRET}])
+    assert result["failed"] is True
+    assert "secret id '..' must be letters, digits, '.', '_' or '-', not only dots" in result["msg"]
+    assert calls(docker) == []
